@@ -12,7 +12,9 @@ beats GRPO on the full data. Both arms start from the same cold-start SFT checkp
 * **videotg**: reflection over the train split (or a random ``--agent-pool`` fraction of it) drops flagged
   samples, the difficulty agent scores the rest, :func:`select_training_subset` draws 10% of the train size
   (leaving out the too-easy ones), and ``recipes/grpo.py --curriculum`` trains on that subset for
-  ``--subset-step-fraction`` of the full arm's steps.
+  ``--subset-step-fraction`` of the full arm's steps;
+* **control** (``random_subset``): a random subset of the same size, same steps, no agents, no curriculum,
+  which says whether the agents matter or any small subset does as well.
 
 Held-out evaluation (greedy, ``--max-eval-samples`` test samples) is against the generator's *whole* truth:
 the test windows are every true occurrence (so a partially annotated test sample does not punish a correct
@@ -58,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--max-eval-samples", type=int, default=500)
     p.add_argument("--grpo-config", default="recipes/configs/grpo_synthetic.yaml")
     p.add_argument("--out-dir", default="runs/bench/data_efficiency")
+    p.add_argument("--no-random-control", dest="random_control", action="store_false",
+                   help="skip the control arm (a random subset of the same size and steps, no agents, no curriculum)")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--grpo-args", nargs=argparse.REMAINDER, default=[],
                    help="extra flags passed to both recipes/grpo.py runs (put last)")
@@ -110,6 +114,19 @@ def run_grpo(args, name: str, train: Path, heldout: Path, steps: int, curriculum
     metrics = json.loads((out / "metrics.json").read_text())
     metrics["process_wall_s"] = time.perf_counter() - t0
     return metrics
+
+
+def random_subset(args, train: Path, n: int) -> Path:
+    """The control: ``n`` samples drawn at random from the raw train split (no agents)."""
+    import numpy as np
+
+    from vtg_rl.data.schema import read_jsonl, write_jsonl
+
+    samples = read_jsonl(train)
+    idx = sorted(np.random.default_rng(args.seed + 1).choice(len(samples), size=n, replace=False).tolist())
+    path = Path(args.out_dir) / "random_subset.jsonl"
+    write_jsonl([samples[i] for i in idx], path)
+    return path
 
 
 def run_agents(args, train: Path) -> tuple[Path, dict]:
@@ -193,6 +210,10 @@ def main(argv=None) -> int:
     subset_steps = max(1, round(args.subset_step_fraction * args.full_steps))
     full = run_grpo(args, "full", train, heldout, args.full_steps, curriculum=False, eval_before=True)
     sub = run_grpo(args, "videotg_subset", subset_path, heldout, subset_steps, curriculum=True, eval_before=False)
+    control = None
+    if args.random_control:
+        control = run_grpo(args, "random_subset", random_subset(args, train, agents["subset"]["selected"]), heldout,
+                           subset_steps, curriculum=False, eval_before=False)
 
     per_step = args.prompts_per_step * args.num_generations
     gen_full, gen_sub = full["steps"] * per_step, sub["steps"] * per_step
@@ -218,6 +239,11 @@ def main(argv=None) -> int:
         "settings": {k: v for k, v in vars(args).items()}, "smoke": args.smoke,
         "eval_full": full["after"], "eval_subset": sub["after"], "eval_sft": full["before"],
     }
+    if control is not None:
+        result["miou_random_subset"] = control["after"]["miou"]
+        result["miou_subset_minus_random"] = paired_difference(
+            heldout, Path(args.out_dir) / "random_subset" / "eval_after_submission.jsonl",
+            Path(args.out_dir) / "videotg_subset" / "eval_after_submission.jsonl")
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "data_efficiency_smoke.json" if args.smoke else "data_efficiency.json"
     write_json_atomic(RESULTS / name, result)
@@ -230,6 +256,10 @@ def main(argv=None) -> int:
             ("agents + curriculum, 10% subset", sub["after"], result["train_samples_subset"], sub["steps"], gen_sub,
              sub["train_wall_s"])):
         print(f"  {label:<34}{ev['miou']:>7.3f}{ev['r1_05']:>8.3f}{n:>9}{steps:>7}{gens:>9}{wall:>9.0f}")
+    if control is not None:
+        print(f"  {'control: random subset, no agents':<34}{control['after']['miou']:>7.3f}"
+              f"{control['after']['r1_05']:>8.3f}{control['data']['train_rows']:>9}{control['steps']:>7}"
+              f"{control['steps'] * per_step:>9}{control['train_wall_s']:>9.0f}")
     print(f"  agents: {agents['agent_generations']} generations, {agents['agent_wall_s']:.0f} s over "
           f"{agents['scanned']} samples ({agents['flagged']} flagged)")
     d = result["miou_subset_minus_full"]
