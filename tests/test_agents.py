@@ -20,7 +20,8 @@ from vtg_rl.agents.common import AgentConfig
 from vtg_rl.agents.difficulty import (DifficultyConfig, DifficultyEstimationAgent, difficulty_from_ious,
                                       select_training_subset)
 from vtg_rl.agents.reflection import (BoundaryReflectionAgent, ReflectionConfig, annotated_frame_mask,
-                                      mask_annotated, overlap_fraction, reflect_on_predictions)
+                                      mask_annotated, overlap_fraction, pixel_features, reflect_on_predictions,
+                                      span_appearance_scores)
 from vtg_rl.agents.runner import ResumableRunner, read_partial
 from vtg_rl.data.schema import VTGSample, read_jsonl
 from vtg_rl.data.video import SampledVideo
@@ -88,7 +89,7 @@ def test_overlap_fraction():
 
 
 def test_reflection_rule_flags_only_agreeing_outside_spans():
-    cfg = ReflectionConfig(agreement_iou=0.5, min_agreement=0.5, max_overlap=0.2)
+    cfg = ReflectionConfig(agreement_iou=0.5, min_agreement=0.5, max_overlap=0.2, verify="none")
     gt = [[2.0, 6.0]]
     agree = [[10.0, 14.0], [10.5, 14.0], [10.0, 13.5], [9.5, 14.0], [1.0, 5.0], None, [16.0, 18.0], [2.5, 6.0]]
     r = reflect_on_predictions(agree, gt, cfg)
@@ -96,7 +97,7 @@ def test_reflection_rule_flags_only_agreeing_outside_spans():
     assert r["found_span"] == [10.0, 14.0]
     assert r["outside"] == [True, True, True, True, False, False, True, False]
     # the same 4 outside answers are not enough when the rule asks for 5 of 8
-    assert not reflect_on_predictions(agree, gt, ReflectionConfig(min_agreement=0.6))["flagged"]
+    assert not reflect_on_predictions(agree, gt, ReflectionConfig(min_agreement=0.6, verify="none"))["flagged"]
     # outside but scattered: no agreement
     scattered = [[8, 9], [10, 11], [12, 13], [14, 15], [16, 17], [18, 19], [7, 8], [19, 20]]
     r = reflect_on_predictions(scattered, gt, cfg)
@@ -119,7 +120,7 @@ def test_reflection_agent_with_injected_predictions(tmp_path):
     scattered = [answer(8 + i, 9 + i) for i in range(8)]
     preds = {"q0": consistent, "q1": consistent, "q2": scattered,  # q2: a miss
              "q3": scattered, "q4": [answer(2, 6)] * 8, "q5": consistent}  # q5: a false alarm
-    cfg = ReflectionConfig(num_rollouts=8, batch_size=4)
+    cfg = ReflectionConfig(num_rollouts=8, batch_size=4, verify="none")  # the agreement rule alone
     out = tmp_path / "out" / "train.clean.jsonl"
     summary = BoundaryReflectionAgent(FakeGenerator(preds), cfg).run(samples, out, progress=False)
 
@@ -137,6 +138,105 @@ def test_reflection_agent_with_injected_predictions(tmp_path):
     assert truth["found_span_miou"] == pytest.approx(1.0)
     on_disk = json.loads((out.parent / "train.clean.summary.json").read_text())
     assert on_disk["n_flagged"] == 3 and on_disk["n_kept"] == 3
+
+
+# --------------------------------------------------------------------------- verification
+def blob_video(duration=12.0, fps=2.0, events=(), size=16, seed=0):
+    """Noisy grey frames; ``events`` = (span, cell (row, col) of a 2x2 grid, rgb): a square fills the cell."""
+    rng = np.random.default_rng(seed)
+    n = int(duration * fps)
+    frames = np.clip(110 + rng.normal(0, 4, size=(n, size, size, 3)), 0, 255).astype(np.uint8)
+    ts = np.arange(n) / fps
+    half = size // 2
+    for (s, e), (r, c), rgb in events:
+        on = (ts + 1 / fps > s) & (ts < e)
+        frames[on, r * half + 1:(r + 1) * half - 1, c * half + 1:(c + 1) * half - 1] = rgb
+    return SampledVideo(frames=frames, timestamps=ts, metadata=None, path="blob.mp4")
+
+
+RED, ORANGE, BLUE = (220, 40, 40), (240, 125, 30), (40, 80, 235)
+
+
+def test_appearance_score_separates_a_second_occurrence_from_look_alikes():
+    # target (red, top-left) annotated at [2, 4] and again at [8, 10]; an orange look-alike top-right at
+    # [5, 7]; a red square elsewhere (bottom-left) at [10.5, 11.5]; a blue distractor passing through the
+    # annotation's second half and beyond ([3, 6])
+    video = blob_video(events=[((2, 4), (0, 0), RED), ((8, 10), (0, 0), RED), ((5, 7), (0, 1), ORANGE),
+                               ((10.5, 11.5), (1, 0), RED), ((3, 6), (1, 1), BLUE)])
+    feats = pixel_features(video, grid=4)
+    assert feats[0].shape == (24, 16, 3)
+    second, lookalike, elsewhere, background, distractor_tail, overshoot = span_appearance_scores(
+        *feats, [[2.0, 4.0]], [[8, 10], [5, 7], [10.5, 11.5], [0, 1.5], [4.5, 6], [7, 11]])
+    assert second == pytest.approx(1.0, abs=0.1)
+    assert overshoot > 0.8  # half of it is the occurrence: the 75% quantile still sees it
+    for other in (lookalike, elsewhere, background, distractor_tail):  # the blue one is not in all of [2, 4]
+        assert abs(other) < 0.2
+    # no step outside both spans to tell the background from: unverifiable, not a guess
+    assert span_appearance_scores(*feats, [[0.0, 6.0]], [[6.0, 12.0], None]) == [None, None]
+
+
+class FramesGenerator(FakeGenerator):
+    """A fake generator that shows each sample's video through the agent's frame_transform, like the model does."""
+
+    def __init__(self, completions_by_qid, videos_by_qid):
+        super().__init__(completions_by_qid)
+        self.videos_by_qid = videos_by_qid
+        self.shown = {}
+
+    def __call__(self, samples, frame_transform=None):
+        for s in samples:
+            self.shown[s.qid] = frame_transform(s, self.videos_by_qid[s.qid]) if frame_transform else None
+        return super().__call__(samples, frame_transform)
+
+
+def test_verification_drops_a_consistent_look_alike_and_keeps_a_second_occurrence(tmp_path):
+    gt = [[2.0, 4.0]]
+    videos = {"partial": blob_video(events=[((2, 4), (0, 0), RED), ((8, 10), (0, 0), RED), ((5, 7), (0, 1), ORANGE)]),
+              "clean": blob_video(events=[((2, 4), (0, 0), RED), ((8, 10), (0, 1), ORANGE)], seed=1)}
+    samples = [toy_sample("partial", gt, duration=12.0, tmp_path=tmp_path, partially_annotated=True,
+                          occurrences=[[2.0, 4.0], [8.0, 10.0]]),
+               toy_sample("clean", gt, duration=12.0, tmp_path=tmp_path, partially_annotated=False,
+                          occurrences=[[2.0, 4.0]])]
+    # both times the K answers agree on one outside span: the second occurrence, or the look-alike
+    preds = {"partial": [answer(8, 10)] * 3 + [answer(8.5, 10)], "clean": [answer(8, 10)] * 3 + [answer(2, 4)]}
+    base = dict(num_rollouts=4, batch_size=2, verify_features="pixels", verify_grid=4)
+
+    unverified = BoundaryReflectionAgent(FramesGenerator(preds, videos), ReflectionConfig(verify="none", **base))
+    summary = unverified.run(samples, tmp_path / "a" / "clean.jsonl", progress=False)
+    assert summary["truth"]["fp"] == 1, "agreement alone flags the look-alike"
+
+    gen = FramesGenerator(preds, videos)
+    out = tmp_path / "b" / "clean.jsonl"
+    summary = BoundaryReflectionAgent(gen, ReflectionConfig(**base)).run(samples, out, progress=False)
+    truth = summary["truth"]
+    assert (truth["tp"], truth["fp"], truth["fn"], truth["tn"]) == (1, 0, 0, 1)
+    assert summary["n_flagged_by_agreement"] == 2 and summary["n_flagged"] == 1
+    assert (gen.shown["partial"].frames[4:8] != videos["partial"].frames[4:8]).any(), "the model saw it masked"
+    flagged = [json.loads(line) for line in (out.parent / "clean.flagged.jsonl").read_text().splitlines()]
+    assert [r["qid"] for r in flagged] == ["partial"]
+    row = flagged[0]  # what a person reviews: the score of the finding and of every prediction
+    assert row["verification"] == pytest.approx(1.0, abs=0.15) and row["verified_fraction"] == 1.0
+    assert len(row["verification_scores"]) == 4 and row["found_span"] == [8.0, 10.0]
+    kept = read_jsonl(out)
+    assert kept[0].qid == "clean" and abs(kept[0].meta["reflection"]["verification"] or 0.0) < 0.2
+
+    # the threshold decides: at min_verified 1.0 three agreeing answers of four are not enough
+    strict = BoundaryReflectionAgent(FramesGenerator(preds, videos), ReflectionConfig(min_verified=1.0, **base))
+    assert strict.run(samples, tmp_path / "c" / "clean.jsonl", progress=False)["n_flagged"] == 1
+    stricter = dict(preds, partial=[answer(8, 10)] * 2 + [answer(2, 4)] * 2)
+    strict = BoundaryReflectionAgent(FramesGenerator(stricter, videos), ReflectionConfig(min_verified=0.75, **base))
+    assert strict.run(samples, tmp_path / "d" / "clean.jsonl", progress=False)["n_flagged"] == 0
+
+
+def test_verification_needs_the_frames():
+    with pytest.raises(ValueError, match="vision_features"):
+        BoundaryReflectionAgent(FakeGenerator({}), ReflectionConfig())  # vision features need the model
+    agent = BoundaryReflectionAgent(FakeGenerator({"q0": [answer(8, 10)]}),
+                                    ReflectionConfig(num_rollouts=1, verify_features="pixels"))
+    with pytest.raises(RuntimeError, match="sample q0: the generator never passed its video"):
+        agent.process_batch([toy_sample("q0", [[2.0, 4.0]])])
+    with pytest.raises(ValueError, match="one appearance score per prediction"):
+        reflect_on_predictions([[8, 10]], [[2, 4]], ReflectionConfig())
 
 
 # --------------------------------------------------------------------------- difficulty
@@ -305,6 +405,10 @@ def test_cli_reflect_on_tiny_model(tiny_qwen_dir, synthetic_world, tmp_path, cap
     assert summary["n_processed"] == 4 and summary["n_kept"] + summary["n_flagged"] == 4
     records, _ = read_partial(tmp_path / "clean.partial.jsonl")
     assert all(0 < r["masked_fraction"] < 1 for r in records.values())  # the annotation was hidden
+    # the default verification ran on the model's vision tokens: one score (or None) per prediction
+    assert all(len(r["verification_scores"]) == 2 for r in records.values())
+    assert all(r["verified"] == [o and s is not None and s >= 0.4 for o, s in zip(r["outside"], r["verification_scores"])]
+               for r in records.values())
     assert (tmp_path / "clean.flagged.jsonl").is_file()
     assert main(["--model", str(tmp_path / "no_model"), "--data", str(synthetic_world["train"])]) == 2
     assert "no model checkpoint here" in capsys.readouterr().err
@@ -315,5 +419,11 @@ def test_config_validation():
         AgentConfig(num_rollouts=0)
     with pytest.raises(ValueError, match="min_agreement"):
         ReflectionConfig(min_agreement=1.5)
+    with pytest.raises(ValueError, match="verify must be"):
+        ReflectionConfig(verify="yes")
+    with pytest.raises(ValueError, match="verify_features"):
+        ReflectionConfig(verify_features="clip")
+    with pytest.raises(ValueError, match="min_verified"):
+        ReflectionConfig(min_verified=2.0)
     with pytest.raises(ValueError, match="batch_size"):
         ResumableRunner("x.partial.jsonl", {}, batch_size=0)

@@ -106,6 +106,33 @@ class ModelGenerator:
         self.generations += len(samples) * c.num_rollouts
         return out
 
+    def vision_features(self, videos) -> list[tuple]:
+        """The model's own vision-tower tokens for each (unmasked) ``SampledVideo``: ``(features (T', L, D),
+        starts (T',), ends (T',))`` with one step per temporal patch and L merged spatial tokens (the
+        tokens the language model sees), in seconds of the video."""
+        import torch
+
+        from vtg_rl.agents.reflection import step_intervals
+
+        if not videos:
+            return []
+        vp = self.processor.video_processor
+        batch = vp(videos=[v.frames for v in videos], video_metadata=[v.metadata for v in videos],
+                   do_sample_frames=False, return_tensors="pt")
+        merge = int(getattr(self.model.config.vision_config, "spatial_merge_size", 2))
+        with torch.no_grad():
+            out = self.model.get_video_features(batch["pixel_values_videos"].to(self.model.device),
+                                                batch["video_grid_thw"].to(self.model.device))
+        tokens = out.pooler_output if hasattr(out, "pooler_output") else out
+        result = []
+        for v, feats, (t, h, w) in zip(videos, tokens, batch["video_grid_thw"].tolist()):
+            feats = feats.float().cpu().numpy().reshape(t, (h // merge) * (w // merge), -1)
+            starts, ends = step_intervals(v.timestamps, len(v.timestamps) // t)
+            if len(starts) != t:
+                raise RuntimeError(f"{v.path}: {len(v.timestamps)} frames do not make {t} temporal patches")
+            result.append((feats, starts, ends))
+        return result
+
 
 def load_generator(model_path: str, config: AgentConfig, device: str = "auto", dtype: str = "auto") -> ModelGenerator:
     """Load any Qwen2.5-VL-style checkpoint folder for rollouts. ``device``/``dtype`` ``auto``: CUDA in

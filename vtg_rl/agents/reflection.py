@@ -15,12 +15,36 @@ Decision rule (thresholds in :class:`ReflectionConfig`):
 3. for each outside span, its support is the number of outside spans (itself included) that agree with it;
    the best-supported one defines the cluster, and ``agreement = support / K`` (malformed answers and
    answers inside the annotation count against it);
-4. the sample is flagged when ``agreement >= min_agreement``; the found span is the median start / end of
-   the cluster.
+4. without verification (``verify="none"``) the sample is flagged when ``agreement >= min_agreement``; the
+   found span is the median start / end of the cluster.
+
+Verification (``verify="appearance"``, the default). With the annotated moment hidden, a grounder that
+cannot find the query often answers a *look-alike* (same shape in another colour, same colour on another
+shape), and its K answers agree on it: agreement alone flagged 3 clean samples for every partially
+annotated one on the synthetic world. The annotated span is by definition a true occurrence of the query,
+so a second occurrence must *look like it*; a look-alike does not. Each outside answer is checked against
+the annotation on the **unmasked** video (:func:`span_appearance_scores`), with per-time-step features
+``(T, L, D)`` (L spatial cells): the model's own vision-tower tokens (``verify_features="vision"``, one step
+per temporal patch) or mean colours on a grid (``"pixels"``):
+
+* background ``b`` = per-cell median over the time steps outside both the annotation and the answer;
+* the annotation's signature ``s_A`` = per-cell median over the annotated steps, and the query's *region*:
+  the cells whose deviation from ``b`` is consistent over the annotated span (its 10% quantile over the
+  steps is at least half of the largest) -- the queried object is present throughout its annotation,
+  a distractor passing by is not;
+* for every step of the answer, ``p_t = <x_t - b, s_A - b> / |s_A - b|^2`` over the region (1: the step
+  shows what the annotation shows, where it shows it; 0: background there); the answer's score is the
+  75% quantile of ``p_t`` over its steps (an answer that overshoots the occurrence still counts).
+
+An outside answer is *verified* when its score is at least ``min_verification``; the sample is flagged
+when at least ``min_verified`` of the K answers are verified (they need not agree with each other: they all
+point at frames that look like the annotation). The found span is then the median start / end of the
+verified answers and ``verification`` the median of their scores. A score is ``None`` (not verified) when
+the video has no step outside both spans to estimate the background from.
 
 Output, for ``--out runs/agents/train.clean.jsonl``: ``train.clean.jsonl`` (the samples *not* flagged, with
-``meta.reflection``), ``train.clean.flagged.jsonl`` (flagged samples with the found span, agreement and
-every prediction, for a person to review), ``train.clean.summary.json`` (counts, skipped samples, and
+``meta.reflection``), ``train.clean.flagged.jsonl`` (flagged samples with the found span, agreement, the
+verification score and every prediction with its score, for a person to review), ``train.clean.summary.json`` (counts, skipped samples, and
 precision / recall when the samples carry the synthetic world's ``partially_annotated`` truth), and the
 resume files ``train.clean.partial.jsonl`` / ``.partial.config.json``.
 """
@@ -56,10 +80,28 @@ class ReflectionConfig(AgentConfig):
     mask_margin: float = field(default=0.0, metadata={"help": "seconds masked on each side of the annotation too"})
     fill: str = field(default="video_mean", metadata={"help": "masked frames: 'video_mean', 'grey' or 'black'"})
     temporal_patch_size: int = field(default=2, metadata={"help": "frames are masked in whole temporal patches"})
+    verify: str = field(default="appearance", metadata={
+        "help": "'appearance': check each outside answer against the annotated span on the unmasked video "
+                "and flag by min_verified (see the module docstring); 'none': flag by min_agreement alone"})
+    verify_features: str = field(default="vision", metadata={
+        "help": "features compared by the verification: 'vision' (the model's vision-tower tokens) or "
+                "'pixels' (mean colours on a verify_grid x verify_grid grid)"})
+    verify_grid: int = field(default=7, metadata={"help": "grid cells per side of the 'pixels' features"})
+    min_verification: float = field(default=0.4, metadata={
+        "help": "an outside answer is verified when its appearance score (1: looks like the annotation, "
+                "0: like the background) is at least this"})
+    min_verified: float = field(default=0.5, metadata={
+        "help": "with verification: flag a sample when at least this fraction of the K rollouts are verified"})
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("agreement_iou", "min_agreement", "max_overlap"):
+        if self.verify not in ("appearance", "none"):
+            raise ValueError(f"verify must be 'appearance' or 'none', got {self.verify!r}")
+        if self.verify_features not in ("vision", "pixels"):
+            raise ValueError(f"verify_features must be 'vision' or 'pixels', got {self.verify_features!r}")
+        if self.verify_grid < 1:
+            raise ValueError(f"verify_grid must be >= 1, got {self.verify_grid}")
+        for name in ("agreement_iou", "min_agreement", "max_overlap", "min_verified"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.fill not in ("video_mean", "grey", "black"):
@@ -104,6 +146,93 @@ def mask_annotated(video, windows, margin: float = 0.0, fill: str = "video_mean"
     return dataclasses.replace(video, frames=out), float(hide.mean())
 
 
+# --------------------------------------------------------------------------- verification
+#: the query's region: cells whose deviation from the background, at this quantile over the annotated
+#: steps (i.e. nearly throughout the annotation), is at least REGION_FRACTION of the largest one
+CONSISTENCY_QUANTILE = 0.1
+REGION_FRACTION = 0.5
+#: an answer's score: this quantile of its steps' projections (robust to answers that overshoot)
+SCORE_QUANTILE = 0.75
+
+
+def pixel_features(video, grid: int = 7):
+    """Mean colour of each cell of a ``grid`` x ``grid`` partition of every frame: ``(features (T, grid*grid, C),
+    starts (T,), ends (T,))``, frame i shown during ``[t_i, t_{i+1})``."""
+    frames = np.asarray(video.frames, dtype=np.float32)
+    t, h, w, c = frames.shape
+    if h < grid or w < grid:
+        raise ValueError(f"{video.path}: frames of {h}x{w} pixels are smaller than the {grid}x{grid} verify_grid")
+    rows = np.array_split(np.arange(h), grid)
+    cols = np.array_split(np.arange(w), grid)
+    cells = np.stack([frames[:, r[0]:r[-1] + 1, k[0]:k[-1] + 1].mean(axis=(1, 2)) for r in rows for k in cols], axis=1)
+    starts, ends = step_intervals(video.timestamps, 1)
+    return cells, starts, ends
+
+
+def step_intervals(timestamps, frames_per_step: int):
+    """``(starts, ends)`` of consecutive groups of ``frames_per_step`` frames (a temporal patch, or one frame)."""
+    ts = np.asarray(timestamps, dtype=np.float64)
+    step = float(np.median(np.diff(ts))) if len(ts) > 1 else 1.0
+    frame_ends = np.append(ts[1:], ts[-1] + step)
+    p = int(frames_per_step)
+    starts = ts[::p]
+    ends = frame_ends[np.minimum(np.arange(len(starts)) * p + p, len(ts)) - 1]
+    return starts, ends
+
+
+def _steps_in(starts, ends, span, min_fraction: float = 0.5) -> np.ndarray:
+    """Steps at least ``min_fraction`` inside ``span``; if none, every step that touches it."""
+    s, e = float(span[0]), float(span[1])
+    inter = np.clip(np.minimum(ends, e) - np.maximum(starts, s), 0.0, None)
+    inside = inter >= min_fraction * (ends - starts)
+    return inside if inside.any() else inter > 0
+
+
+def span_appearance_scores(features, starts, ends, annotated, spans) -> list[Optional[float]]:
+    """How much each of ``spans`` shows what the ``annotated`` windows show, where they show it (module
+    docstring, "Verification"): about 1 for another occurrence, about 0 for background or an object elsewhere.
+
+    ``features`` is ``(T, L, D)`` (or ``(T, D)``: one cell) over time steps ``[starts[t], ends[t])``; ``None``
+    for a span that is ``None``, has no step, or leaves no step outside itself and the annotation.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim == 2:
+        x = x[:, None, :]
+    starts, ends = np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64)
+    if x.ndim != 3 or len(x) != len(starts) or len(starts) != len(ends):
+        raise ValueError(f"features {x.shape} must be (T, L, D) with T = {len(starts)} step times")
+    ann = np.zeros(len(x), dtype=bool)
+    touched = np.zeros(len(x), dtype=bool)
+    for w in annotated:
+        ann |= _steps_in(starts, ends, w)
+        touched |= (ends > float(w[0])) & (starts < float(w[1]))
+    scores: list[Optional[float]] = []
+    if not ann.any():
+        return [None] * len(spans)
+    sig_all = np.median(x[ann], axis=0)
+    for span in spans:
+        if span is None:
+            scores.append(None)
+            continue
+        cand = _steps_in(starts, ends, span)
+        rest = ~(touched | ((ends > float(span[0])) & (starts < float(span[1]))))
+        if not cand.any() or not rest.any():
+            scores.append(None)
+            continue
+        background = np.median(x[rest], axis=0)
+        signature = sig_all - background
+        deviation = np.linalg.norm(x[ann] - background, axis=-1)  # (steps, L)
+        consistent = np.quantile(deviation, CONSISTENCY_QUANTILE, axis=0)
+        if not consistent.max() > 0:
+            scores.append(None)  # the annotation looks like the background: nothing to compare
+            continue
+        region = consistent >= REGION_FRACTION * consistent.max()
+        d = signature[region].ravel()
+        proj = (x[cand][:, region] - background[region]).reshape(int(cand.sum()), -1) @ d / float(d @ d)
+        scores.append(float(np.quantile(proj, SCORE_QUANTILE)))
+    return scores
+
+
 # --------------------------------------------------------------------------- decision rule
 def overlap_fraction(window, annotated) -> float:
     """Fraction of ``window``'s length that lies inside the union of the ``annotated`` windows."""
@@ -120,24 +249,46 @@ def overlap_fraction(window, annotated) -> float:
     return covered / (e - s)
 
 
+def _median_span(spans) -> list[float]:
+    spans = np.asarray(spans, dtype=np.float64).reshape(-1, 2)
+    return [round(float(np.median(spans[:, 0])), 3), round(float(np.median(spans[:, 1])), 3)]
+
+
 def reflect_on_predictions(windows: list[Optional[list[float]]], annotated: list[list[float]],
-                           config: ReflectionConfig) -> dict:
-    """Apply the decision rule (module docstring) to K predicted windows (``None`` = malformed)."""
+                           config: ReflectionConfig, scores: Optional[list[Optional[float]]] = None) -> dict:
+    """Apply the decision rule (module docstring) to K predicted windows (``None`` = malformed).
+
+    With ``config.verify == "appearance"``, ``scores`` holds each window's appearance score
+    (:func:`span_appearance_scores`, ``None`` = unverifiable) and decides the flag.
+    """
     k = len(windows)
+    verify = config.verify != "none"
+    if verify and (scores is None or len(scores) != k):
+        raise ValueError(f"verify={config.verify!r} needs one appearance score per prediction "
+                         f"({k} predictions, {None if scores is None else len(scores)} scores)")
     outside = [w is not None and overlap_fraction(w, annotated) <= config.max_overlap for w in windows]
     cand = np.array([w for w, o in zip(windows, outside) if o], dtype=np.float64).reshape(-1, 2)
     result = {"windows": windows, "outside": outside, "flagged": False, "found_span": None,
               "agreement": 0.0, "support": 0}
+    if verify:
+        rounded = [None if s is None else round(float(s), 4) for s in scores]
+        verified = [bool(o and s is not None and s >= config.min_verification) for o, s in zip(outside, scores)]
+        result.update(verification_scores=rounded, verified=verified, verified_fraction=sum(verified) / k if k else 0.0,
+                      verification=None)
     if len(cand) == 0 or k == 0:
         return result
     agree = cross_temporal_iou(cand, cand) >= config.agreement_iou
     support = agree.sum(axis=1)
     best = int(np.argmax(support))
-    members = cand[agree[best]]
-    found = [round(float(np.median(members[:, 0])), 3), round(float(np.median(members[:, 1])), 3)]
     agreement = float(support[best]) / k
-    result.update(found_span=found, agreement=agreement, support=int(support[best]),
+    result.update(found_span=_median_span(cand[agree[best]]), agreement=agreement, support=int(support[best]),
                   flagged=bool(agreement >= config.min_agreement))
+    if verify:
+        ok = [i for i, v in enumerate(verified) if v]
+        result["flagged"] = bool(ok) and result["verified_fraction"] >= config.min_verified
+        if ok:  # the finding a person reviews is what the verified answers point at
+            result["found_span"] = _median_span([windows[i] for i in ok])
+            result["verification"] = round(float(np.median([scores[i] for i in ok])), 4)
     return result
 
 
@@ -170,19 +321,44 @@ class BoundaryReflectionAgent:
         self.generator = generator
         self.config = config or ReflectionConfig()
         self.model_name = model_name
+        if self.config.verify != "none" and self.config.verify_features == "vision" \
+                and not callable(getattr(generator, "vision_features", None)):
+            raise ValueError("verify_features='vision' needs a generator backed by the model (with vision_features); "
+                             "use verify_features='pixels' or verify='none'")
         self._masked: dict[str, float] = {}
+        self._originals: dict[str, object] = {}
 
     def frame_transform(self, sample: VTGSample, video):
         c = self.config
         masked, fraction = mask_annotated(video, sample.windows, c.mask_margin, c.fill, c.temporal_patch_size)
         self._masked[sample.qid] = fraction
+        if c.verify != "none":
+            self._originals[sample.qid] = video  # the verification looks at the unmasked frames
         return masked
 
+    def _features(self, samples: list[VTGSample]) -> list[tuple]:
+        """Per sample ``(features (T, L, D), starts, ends)`` of the unmasked video the generator was shown."""
+        missing = [s.qid for s in samples if s.qid not in self._originals]
+        if missing:
+            raise RuntimeError(f"sample {missing[0]}: the generator never passed its video through frame_transform, "
+                               f"so there are no frames to verify against (verify='none' skips the verification)")
+        videos = [self._originals.pop(s.qid) for s in samples]
+        if self.config.verify_features == "pixels":
+            return [pixel_features(v, self.config.verify_grid) for v in videos]
+        return self.generator.vision_features(videos)
+
     def process_batch(self, samples: list[VTGSample]) -> list[dict]:
+        self._originals.clear()
         completions = self.generator(samples, frame_transform=self.frame_transform)
+        features = self._features(samples) if self.config.verify != "none" else [None] * len(samples)
         out = []
-        for s, texts in zip(samples, completions):
-            rec = reflect_on_predictions(completions_to_windows(s, texts), s.windows, self.config)
+        for s, texts, feats in zip(samples, completions, features):
+            windows = completions_to_windows(s, texts)
+            scores = None
+            if feats is not None:
+                outside = [w is not None and overlap_fraction(w, s.windows) <= self.config.max_overlap for w in windows]
+                scores = span_appearance_scores(*feats, s.windows, [w if o else None for w, o in zip(windows, outside)])
+            rec = reflect_on_predictions(windows, s.windows, self.config, scores)
             fraction = self._masked.pop(s.qid, None)  # None: the generator never showed the video
             rec["masked_fraction"] = None if fraction is None else round(fraction, 4)
             out.append(rec)
@@ -206,12 +382,17 @@ class BoundaryReflectionAgent:
                 continue
             done.append(s)
             info = {"flagged": rec["flagged"], "agreement": rec["agreement"], "found_span": rec["found_span"]}
+            if "verification" in rec:
+                info.update(verification=rec["verification"], verified_fraction=rec["verified_fraction"])
             if rec["flagged"]:
                 row = next(iter_dicts([s], relative_to=paths["flagged.jsonl"].parent))
                 flagged_rows.append({k: row[k] for k in ("qid", "vid", "video_path", "duration", "query", "windows")}
                                     | {"found_span": rec["found_span"], "agreement": rec["agreement"],
                                        "support": rec["support"], "num_rollouts": len(rec["windows"]),
-                                       "predictions": rec["windows"]})
+                                       "predictions": rec["windows"]}
+                                    | ({"verification": rec["verification"], "verified_fraction": rec["verified_fraction"],
+                                        "verification_scores": rec["verification_scores"]}
+                                       if "verification" in rec else {}))
             else:
                 kept.append(VTGSample(**{**s.to_dict(), "meta": dict(s.meta, reflection=info)}))
         if not done:
@@ -229,6 +410,7 @@ class BoundaryReflectionAgent:
             "seconds": round(report.seconds, 3), "samples_per_s": finite_or_none(report.samples_per_s),
             "generations": getattr(self.generator, "generations", None),
             "mean_agreement": float(np.mean([report.results[s.qid]["agreement"] for s in done])),
+            "n_flagged_by_agreement": sum(1 for s in done if report.results[s.qid]["agreement"] >= self.config.min_agreement),
             "outputs": {"dataset": str(out_path), "flagged": str(paths["flagged.jsonl"]),
                         "summary": str(paths["summary.json"])},
         }
