@@ -19,6 +19,11 @@ sampling, logging, checkpointing) and changes only where the video must go:
   ``freeze_vision_tower`` the video features are cached across steps;
 * difficulty control: groups whose rewards are all ~0 or all ~1 are dropped from the loss
   (``drop_uniform_groups``); dataset-level filtering lives in :mod:`vtg_rl.mllm.difficulty_filter`.
+* vLLM rollouts (``use_vllm``, colocate or server mode, ``pip install -e '.[vllm]'``): each prompt's
+  frames and metadata go to vLLM as a video (:mod:`vtg_rl.mllm.vllm_video`); in server mode the frames
+  travel as JPEG and the trainer's forwards use the same JPEG-decoded frames. The first rollout batch is
+  checked: TRL's mean |log p(vLLM) - log p(trainer)| above ``vllm_max_logp_difference`` stops the run,
+  since it means vLLM saw another video (or other timestamps) than the trainer.
 
 Logged per step besides TRL's metrics: ``curriculum/mask_fraction`` (mean over rows),
 ``curriculum/masked_rows``, ``difficulty/dropped_groups_low|high``, and the answer statistics of
@@ -29,6 +34,7 @@ malformed, NaN, start-after-end, zero-length and out-of-range answers summed ove
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import itertools
 import logging
 from dataclasses import dataclass, field
@@ -80,6 +86,13 @@ class VideoGRPOConfig(VideoTrainingArguments, GRPOConfig):
         "help": "reward function judged for uniform groups ('total' = the weighted sum)"})
     uniform_low: float = field(default=0.05, metadata={"help": "all rewards <= this: group too hard"})
     uniform_high: float = field(default=0.95, metadata={"help": "all rewards >= this: group too easy"})
+    # vLLM rollouts for video
+    vllm_video_jpeg_quality: int = field(default=95, metadata={
+        "help": "server mode: JPEG quality of the frames sent to the vLLM server (the trainer uses the same "
+                "decoded frames)"})
+    vllm_max_logp_difference: Optional[float] = field(default=0.5, metadata={
+        "help": "stop when the first vLLM rollout batch's mean |logp_vLLM - logp_trainer| exceeds this "
+                "(video preprocessing differs between vLLM and the trainer); None = no check"})
 
     def __post_init__(self):
         super().__post_init__()
@@ -100,9 +113,14 @@ class VideoGRPOTrainer(GRPOTrainer):
                  eval_dataset=None, **kwargs):
         if not isinstance(args, VideoGRPOConfig):
             raise TypeError("VideoGRPOTrainer needs a VideoGRPOConfig")
-        if args.use_vllm:
-            raise NotImplementedError("vLLM rollouts send images only, never video (DESIGN §7); the video vLLM "
-                                      "path is not implemented yet: set use_vllm=False")
+        if args.use_vllm and importlib.util.find_spec("vllm") is None:
+            raise ImportError("use_vllm needs vLLM installed in the trainer's environment (both modes: TRL's "
+                              "client pushes the weights through it) on a GPU machine; see the README section "
+                              "'vLLM rollouts for video' for the version constraints")
+        if args.use_vllm and args.vllm_max_logp_difference is not None \
+                and not args.vllm_importance_sampling_correction:
+            raise ValueError("vllm_max_logp_difference needs vllm_importance_sampling_correction=True (TRL only "
+                             "computes the trainer's rollout log-probs then); set vllm_max_logp_difference=None")
         for name, ds in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
             if ds is not None and "video_path" not in ds.column_names:
                 raise ValueError(f"{name} has no 'video_path' column (build it with vtg_rl.mllm.dataset.samples_to_hf)")
@@ -116,10 +134,12 @@ class VideoGRPOTrainer(GRPOTrainer):
                          eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
         # TRL suppresses only the image pad token; a sampled video pad / vision start / end token would be
         # taken for a video slot by the next forward (DESIGN §7).
-        suppress = sorted(set(self.generation_kwargs.get("suppress_tokens") or [])
-                          | set(suppressed_token_ids(self._tokenizer)))
-        self.generation_kwargs["suppress_tokens"] = suppress
-        self.generation_config.suppress_tokens = suppress
+        # (with use_vllm TRL builds no HF generation config: the same ids become a vLLM logit bias below)
+        suppress = sorted({int(self.model.config.image_token_id)} | set(suppressed_token_ids(self._tokenizer)))
+        if not self.use_vllm:
+            suppress = sorted(set(self.generation_kwargs.get("suppress_tokens") or []) | set(suppress))
+            self.generation_kwargs["suppress_tokens"] = suppress
+            self.generation_config.suppress_tokens = suppress
         self.video_sampling = args.video_sampling()
         self.masker = CurriculumMasker(args.curriculum_config()) if args.curriculum else None
         if args.drop_uniform_groups and args.uniform_reward_func != "total" \
@@ -142,6 +162,12 @@ class VideoGRPOTrainer(GRPOTrainer):
                     self.vision_cache.share(ref_tower, tower)
         self._pending_rollout = None
         self._last_rewards_per_func: Optional[torch.Tensor] = None
+        self._vllm_checked = False
+        if self.use_vllm:
+            from vtg_rl.mllm.vllm_video import enable_video_rollouts
+
+            enable_video_rollouts(self.vllm_generation, video_token_id=self.processing_class.video_token_id,
+                                  suppress_token_ids=suppress, jpeg_quality=args.vllm_video_jpeg_quality)
 
     # ------------------------------------------------------------------ video context
     @contextlib.contextmanager
@@ -161,14 +187,23 @@ class VideoGRPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         mode = "train" if self.model.training else "eval"
         masker = self.masker if mode == "train" else None  # evaluation always sees the whole video
+        transform, transform_name = None, None
+        if self.use_vllm and self.vllm_mode == "server":  # the trainer sees the pixels the server decodes
+            from vtg_rl.mllm.vllm_video import jpeg_roundtrip
+
+            quality = self.args.vllm_video_jpeg_quality
+            transform, transform_name = (lambda v: jpeg_roundtrip(v, quality)), f"jpeg{quality}"
         rollout = build_rollout_video(self.processing_class, self.video_sampling, inputs, masker=masker,
-                                      progress=self.training_progress(), device=self.accelerator.device)
+                                      progress=self.training_progress(), device=self.accelerator.device,
+                                      frame_transform=transform, transform_name=transform_name)
         self._pending_rollout = rollout
         try:
             with self._video_context(rollout.rows):
                 output = super()._generate_and_score_completions(inputs)
         finally:
             self._pending_rollout = None
+        if self.use_vllm and mode == "train":
+            self._check_vllm_logps(mode)
         output.update(rollout.rows.as_inputs())
         if self.masker is not None and mode == "train":
             self._log_gathered(mode, "curriculum/mask_fraction", rollout.mask_fraction)
@@ -180,10 +215,39 @@ class VideoGRPOTrainer(GRPOTrainer):
         return output
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        if self.args.shared_prefix and not self.use_vllm and not self.use_transformers_continuous_batching:
+        if self.use_vllm:
+            # the videos ride in TRL's images slot; vtg_rl.mllm.vllm_video turns them into vLLM videos
+            images = self._vllm_video_payloads(len(prompt_ids))
+        elif self.args.shared_prefix and not self.use_transformers_continuous_batching:
             return shared_prefix.generate_single_turn(self, prompt_ids)  # each prompt prefilled once
         return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                              has_tool_images=has_tool_images)
+
+    def _vllm_video_payloads(self, n_rows: int) -> list:
+        from vtg_rl.mllm.vllm_video import VideoPayload
+
+        rollout = self._pending_rollout
+        if rollout is None or rollout.videos is None or len(rollout.videos) != n_rows:
+            raise RuntimeError("VideoGRPOTrainer: vLLM generation was asked for prompts without their videos")
+        payloads = {}  # the rows of a group share one payload
+        return [[payloads.setdefault(id(v), VideoPayload.from_video(v))] for v in rollout.videos]
+
+    def _check_vllm_logps(self, mode: str) -> None:
+        """Stop on the first rollout batch if vLLM's log-probs of its own samples are far from the trainer's:
+        the sign that vLLM processed another video (frames, resolution or timestamps) than the trainer."""
+        limit = self.args.vllm_max_logp_difference
+        if self._vllm_checked or limit is None:
+            return
+        values = self._metrics[mode].get("sampling/sampling_logp_difference/mean")
+        if not values:
+            return
+        self._vllm_checked = True
+        if values[-1] > limit:
+            raise RuntimeError(
+                f"vLLM and the trainer disagree on the first rollouts: mean |logp_vLLM - logp_trainer| = "
+                f"{values[-1]:.3f} > vllm_max_logp_difference={limit}. vLLM most likely saw a different video: "
+                "serve the trainer's checkpoint directory (same preprocessor_config.json), keep the default "
+                "frame metadata, and check dtype; set vllm_max_logp_difference=None to skip this check")
 
     def _tokenize_prompts(self, prompts: list):
         rollout = self._pending_rollout

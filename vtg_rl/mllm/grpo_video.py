@@ -80,6 +80,7 @@ class RolloutVideo:
     rows: VideoRows
     mask_fraction: list[float]  # fraction of each row's frames blanked by the curriculum (0 when unmasked)
     masked: list[bool]  # whether the curriculum masked the row
+    videos: Optional[list] = None  # each row's SampledVideo after masking, before frame_transform: vLLM's input
 
 
 def _row_key(row: dict) -> str:
@@ -88,15 +89,17 @@ def _row_key(row: dict) -> str:
                       sort_keys=True, default=str)
 
 
-def video_key(path: str, sampling, visible: Optional[list[bool]] = None, fill: Optional[str] = None) -> str:
-    """What a row's pixels are: the file (resolved path, size, mtime), the frame sampling and the curriculum
-    mask (``visible`` frames and ``fill``; ``None`` = unmasked). Equal keys -> equal pixels for one processor."""
+def video_key(path: str, sampling, visible: Optional[list[bool]] = None, fill: Optional[str] = None,
+              transform: Optional[str] = None) -> str:
+    """What a row's pixels are: the file (resolved path, size, mtime), the frame sampling, the curriculum
+    mask (``visible`` frames and ``fill``; ``None`` = unmasked) and any frame transform (e.g. the JPEG
+    round trip of vLLM server mode). Equal keys -> equal pixels for one processor."""
     resolved = Path(path).resolve()
     st = resolved.stat()
     blob = json.dumps({"path": str(resolved), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
                        "sampling": [sampling.fps, sampling.min_frames, sampling.max_frames, sampling.max_pixels],
                        "visible": None if visible is None else "".join("1" if v else "0" for v in visible),
-                       "fill": fill}, sort_keys=True)
+                       "fill": fill, "transform": transform}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -109,9 +112,12 @@ def _difficulty(row: dict) -> Optional[float]:
 
 
 def build_rollout_video(processor, sampling, rows: list[dict], masker=None, progress: float = 0.0,
-                        device=None) -> RolloutVideo:
+                        device=None, frame_transform=None, transform_name: Optional[str] = None) -> RolloutVideo:
     """Decode (cached), curriculum-mask and process the videos of ``rows`` (dataset rows with ``prompt``,
-    ``video_path`` and, for masking, ``windows``, ``duration``, ``difficulty``, ``hard``)."""
+    ``video_path`` and, for masking, ``windows``, ``duration``, ``difficulty``, ``hard``).
+
+    ``frame_transform`` (SampledVideo -> SampledVideo, named ``transform_name`` in the video keys) is applied
+    after masking, to the frames every forward and the rollout engine see."""
     keys, unique = [], {}
     for row in rows:
         if not row.get("video_path"):
@@ -121,7 +127,7 @@ def build_rollout_video(processor, sampling, rows: list[dict], masker=None, prog
         keys.append(key)
         unique.setdefault(key, row)
 
-    texts, videos, fractions, masked, vkeys = [], [], [], [], []
+    texts, videos, sources, fractions, masked, vkeys = [], [], [], [], [], []
     for row in unique.values():
         video = sampling.load(row["video_path"], qid=row.get("qid"))
         fraction, visible = 0.0, None
@@ -134,7 +140,11 @@ def build_rollout_video(processor, sampling, rows: list[dict], masker=None, prog
             if fraction > 0:
                 window = masker.visible_window(row["windows"], float(row["duration"]), progress)
                 visible = masker.visible_frames(original.timestamps, window).tolist()
-        vkeys.append(video_key(row["video_path"], sampling, visible, masker.config.fill if visible else None))
+        sources.append(video)  # what a rollout engine is sent (a server decodes the JPEG the trainer decodes)
+        if frame_transform is not None:
+            video = frame_transform(video)
+        vkeys.append(video_key(row["video_path"], sampling, visible, masker.config.fill if visible else None,
+                               transform_name if frame_transform is not None else None))
         texts.append(render_prompt(processor, row["prompt"], add_generation_prompt=True))
         videos.append(video)
         fractions.append(fraction)
@@ -160,7 +170,8 @@ def build_rollout_video(processor, sampling, rows: list[dict], masker=None, prog
         keys=[vkeys[i] for i in order],
     )
     return RolloutVideo(prompt_ids=[list(ids[i]) for i in order], rows=video_rows,
-                        mask_fraction=[fractions[i] for i in order], masked=[masked[i] for i in order])
+                        mask_fraction=[fractions[i] for i in order], masked=[masked[i] for i in order],
+                        videos=[sources[i] for i in order])
 
 
 def mm_token_type_ids(processor, input_ids: torch.Tensor) -> torch.Tensor:
