@@ -66,14 +66,16 @@ def test_each_stage_updates_only_the_head(stage, moving):
     assert changed == moving
 
 
-def test_tprl_trainer_keeps_the_backbone_bit_identical(tmp_path):
+@pytest.mark.parametrize("backbone_dropout", [False, True])
+def test_tprl_trainer_keeps_the_backbone_bit_identical(tmp_path, backbone_dropout):
     from vtg_rl.heads.head_trainer import TPRLTrainer, TPRLTrainingConfig
 
     torch.manual_seed(0)
     model = GirlDetr(GirlDetrConfig(**SMALL))
     args = TPRLTrainingConfig(output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=4,
                               learning_rate=1e-2, logging_steps=2, save_strategy="no", report_to=[],
-                              disable_tqdm=True, tprl_stage2_start=0.2, tprl_stage3_start=0.5, use_cpu=True)
+                              disable_tqdm=True, tprl_stage2_start=0.2, tprl_stage3_start=0.5, use_cpu=True,
+                              tprl_backbone_dropout=backbone_dropout)
     with pytest.raises(ValueError, match="freeze_backbone"):
         TPRLTrainer(model=model, args=args, train_dataset=items(), data_collator=collate_features)
     trainable, total = freeze_backbone(model)

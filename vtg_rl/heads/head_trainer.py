@@ -100,6 +100,8 @@ class TPRLArguments:
     tprl_iou_head_weight: float = 1.0
     tprl_l1_weight: float = 10.0
     tprl_giou_weight: float = 1.0
+    tprl_backbone_dropout: bool = field(default=False, metadata={
+        "help": "run the frozen backbone with dropout on during TPRL (noisier features; parameters still frozen)"})
 
 
 @dataclass
@@ -180,8 +182,9 @@ class TPRLTrainer(HeadTrainer):
                              "(call vtg_rl.heads.tprl.freeze_backbone(model) first)")
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        # the frozen backbone is a fixed function: no dropout noise in the features the policy sees
-        model.eval()
+        # the backbone is frozen either way; with backbone_dropout its dropout stays on, so the features the
+        # policy sees on training videos are as imperfect as on held-out ones
+        model.train(self.tprl_config.backbone_dropout)
         outputs = model(**inputs["model_inputs"])
         progress = self.state.global_step / max(self.state.max_steps, 1)
         loss, logs = tprl_loss(outputs, inputs["targets"], progress, self.tprl_config)

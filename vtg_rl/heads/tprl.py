@@ -61,6 +61,10 @@ class TPRLConfig:
     iou_head_weight: float = 1.0
     l1_weight: float = 10.0
     giou_weight: float = 1.0
+    # forward the frozen backbone with its dropout active (no gradient, no parameter moves): on the training
+    # videos the converged backbone is near-perfect, so without noise the policy rarely sees the mistakes it
+    # makes on held-out data and the RL / refinement signal is ~0
+    backbone_dropout: bool = False
 
     def __post_init__(self):
         if not 0 <= self.stage2_start <= 1 or not 0 <= self.stage3_start <= 1 or self.stage2_ramp < 0:
