@@ -7,7 +7,10 @@ The world (seed 1 by default, so its videos are not the SFT training videos) has
 fifth of the samples show their target twice with one occurrence annotated; the generator's truth says
 which. Both agents run over the same samples with the same model:
 
-* reflection: precision / recall of the flags against ``meta.partially_annotated``;
+* reflection: precision / recall of the flags against ``meta.partially_annotated``, at the chosen
+  thresholds and, from the stored per-answer verification scores (no new rollouts), over a grid of
+  ``min_verification`` x ``min_verified`` (``reflection_tradeoff``), next to agreement alone (``verify none``
+  at each ``min_agreement``);
 * difficulty: Spearman correlation of the estimated difficulty with the generator's ``true_difficulty``
   (over all samples, and over the fully annotated ones, where a second occurrence cannot confuse the IoU);
 * samples_per_s: samples through *both* agents per wall second (K rollouts each).
@@ -48,6 +51,10 @@ def parse_args(argv=None):
     p.add_argument("--min-agreement", type=float, default=0.5)
     p.add_argument("--agreement-iou", type=float, default=0.5)
     p.add_argument("--max-overlap", type=float, default=0.2)
+    p.add_argument("--verify", default="appearance", choices=["appearance", "none"])
+    p.add_argument("--verify-features", default="vision", choices=["vision", "pixels"])
+    p.add_argument("--min-verification", type=float, default=0.4)
+    p.add_argument("--min-verified", type=float, default=0.3)
     p.add_argument("--device", default="auto")
     p.add_argument("--out-dir", default="runs/bench/agents_synthetic")
     p.add_argument("--results", default=None,
@@ -83,6 +90,34 @@ def resolve_model(path: str) -> str:
              f"pass --model DIR, or run with --smoke")
 
 
+def reflection_tradeoff(samples, partial_path, config) -> dict:
+    """Precision / recall of the reflection flags over threshold grids, recomputed from the per-answer
+    records of the run (the K windows, outside flags and verification scores), without new rollouts."""
+    import dataclasses
+
+    from vtg_rl.agents.reflection import reflect_on_predictions, reflection_truth_metrics
+    from vtg_rl.agents.runner import read_partial
+
+    records, _ = read_partial(partial_path)
+    done = [s for s in samples if s.qid in records]
+    k = config.num_rollouts
+
+    def point(cfg, **extra):
+        flagged = {s.qid for s in done
+                   if reflect_on_predictions(records[s.qid]["windows"], s.windows, cfg,
+                                             records[s.qid].get("verification_scores"))["flagged"]}
+        m = reflection_truth_metrics(done, flagged)
+        return {**extra, "precision": m["precision"], "recall": m["recall"], "tp": m["tp"], "fp": m["fp"]}
+
+    out = {"agreement_only": [point(dataclasses.replace(config, verify="none", min_agreement=j / k),
+                                    min_agreement=round(j / k, 4)) for j in range(1, k + 1)]}
+    if config.verify != "none":
+        out["verified"] = [point(dataclasses.replace(config, min_verification=t, min_verified=j / k),
+                                 min_verification=t, min_verified=round(j / k, 4))
+                           for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7) for j in range(1, k + 1)]
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.chdir(REPO)
@@ -97,7 +132,8 @@ def main(argv=None) -> int:
         shutil.rmtree(out)
     common = dict(num_rollouts=args.num_rollouts, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
     rcfg = ReflectionConfig(agreement_iou=args.agreement_iou, min_agreement=args.min_agreement,
-                            max_overlap=args.max_overlap, **common)
+                            max_overlap=args.max_overlap, verify=args.verify, verify_features=args.verify_features,
+                            min_verification=args.min_verification, min_verified=args.min_verified, **common)
     dcfg = DifficultyConfig(**common)
 
     gen = load_generator(model, rcfg, device=args.device)
@@ -111,6 +147,9 @@ def main(argv=None) -> int:
 
     from vtg_rl.data.schema import read_jsonl
 
+    from vtg_rl.agents.runner import partial_path_for
+
+    tradeoff = reflection_tradeoff(samples, partial_path_for(out / "reflect" / "data.clean.jsonl"), rcfg)
     scored = read_jsonl(out / "difficulty" / "data.jsonl")
     clean = [s for s in scored if not s.meta["partially_annotated"]]
     truth = refl.get("truth") or {}
@@ -123,6 +162,7 @@ def main(argv=None) -> int:
         "samples_per_s": len(samples) / (t_refl + t_diff),
         "reflection_samples_per_s": len(samples) / t_refl, "difficulty_samples_per_s": len(samples) / t_diff,
         "reflection_truth": truth, "reflection_flagged_rate": refl["flagged_rate"],
+        "reflection_flagged_by_agreement": refl["n_flagged_by_agreement"], "reflection_tradeoff": tradeoff,
         "difficulty_mean": diff["difficulty_mean"], "zero_shot_iou_mean": diff["zero_shot_iou_mean"],
         "all_miss_fraction": diff["all_miss_fraction"], "malformed_rate": diff["malformed_rate"],
         "n_samples": len(samples), "n_partial": truth.get("partial"), "skipped": refl["n_skipped"] + diff["n_skipped"],
@@ -147,6 +187,13 @@ def main(argv=None) -> int:
     for label, value, target in rows:
         shown = "n/a" if value is None or value != value else f"{value:.3f}"
         print(f"  {label:<40} {shown:>8}  {target}")
+    fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
+    print("reflection trade-off, agreement alone (min_agreement: precision / recall): " + ", ".join(
+        f"{p['min_agreement']:.2f}: {fmt(p['precision'])}/{fmt(p['recall'])}" for p in tradeoff["agreement_only"]))
+    for t in sorted({p["min_verification"] for p in tradeoff.get("verified", [])}):
+        print(f"  verified, min_verification {t:.1f} (min_verified: precision / recall): " + ", ".join(
+            f"{p['min_verified']:.2f}: {fmt(p['precision'])}/{fmt(p['recall'])}"
+            for p in tradeoff["verified"] if p["min_verification"] == t))
     print(f"wrote {results}")
     return 0
 

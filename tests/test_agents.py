@@ -141,35 +141,36 @@ def test_reflection_agent_with_injected_predictions(tmp_path):
 
 
 # --------------------------------------------------------------------------- verification
-def blob_video(duration=12.0, fps=2.0, events=(), size=16, seed=0):
-    """Noisy grey frames; ``events`` = (span, cell (row, col) of a 2x2 grid, rgb): a square fills the cell."""
+def blob_video(duration=12.0, fps=2.0, events=(), cells=3, cell_px=6, seed=0):
+    """Noisy grey frames on a ``cells`` x ``cells`` layout; ``events`` = (span, cell (row, col), rgb): a square
+    fills the cell during the span."""
     rng = np.random.default_rng(seed)
-    n = int(duration * fps)
+    n, size = int(duration * fps), cells * cell_px
     frames = np.clip(110 + rng.normal(0, 4, size=(n, size, size, 3)), 0, 255).astype(np.uint8)
     ts = np.arange(n) / fps
-    half = size // 2
     for (s, e), (r, c), rgb in events:
         on = (ts + 1 / fps > s) & (ts < e)
-        frames[on, r * half + 1:(r + 1) * half - 1, c * half + 1:(c + 1) * half - 1] = rgb
+        frames[on, r * cell_px + 1:(r + 1) * cell_px - 1, c * cell_px + 1:(c + 1) * cell_px - 1] = rgb
     return SampledVideo(frames=frames, timestamps=ts, metadata=None, path="blob.mp4")
 
 
-RED, ORANGE, BLUE = (220, 40, 40), (240, 125, 30), (40, 80, 235)
+RED, ORANGE, BLUE, GREEN = (220, 40, 40), (240, 125, 30), (40, 80, 235), (40, 190, 70)
 
 
 def test_appearance_score_separates_a_second_occurrence_from_look_alikes():
-    # target (red, top-left) annotated at [2, 4] and again at [8, 10]; an orange look-alike top-right at
-    # [5, 7]; a red square elsewhere (bottom-left) at [10.5, 11.5]; a blue distractor passing through the
-    # annotation's second half and beyond ([3, 6])
+    # target (red, cell 0,0) annotated at [2, 4] and again at [8, 10]; an orange look-alike at [5, 7]; a red
+    # square in another cell at [10.5, 11.5]; a blue distractor through the annotation's second half and
+    # beyond ([3, 6]); a green one over the whole annotation that outlasts it on both sides ([1, 5.5])
     video = blob_video(events=[((2, 4), (0, 0), RED), ((8, 10), (0, 0), RED), ((5, 7), (0, 1), ORANGE),
-                               ((10.5, 11.5), (1, 0), RED), ((3, 6), (1, 1), BLUE)])
-    feats = pixel_features(video, grid=4)
-    assert feats[0].shape == (24, 16, 3)
-    second, lookalike, elsewhere, background, distractor_tail, overshoot = span_appearance_scores(
-        *feats, [[2.0, 4.0]], [[8, 10], [5, 7], [10.5, 11.5], [0, 1.5], [4.5, 6], [7, 11]])
+                               ((10.5, 11.5), (1, 0), RED), ((3, 6), (1, 1), BLUE), ((1, 5.5), (2, 2), GREEN)])
+    feats = pixel_features(video, grid=3)
+    assert feats[0].shape == (24, 9, 3)
+    second, lookalike, elsewhere, background, blue_tail, green_tail, overshoot = span_appearance_scores(
+        *feats, [[2.0, 4.0]], [[8, 10], [5, 7], [10.5, 11.5], [11.5, 12], [4.5, 6], [4.5, 5.5], [7, 11]])
     assert second == pytest.approx(1.0, abs=0.1)
     assert overshoot > 0.8  # half of it is the occurrence: the 75% quantile still sees it
-    for other in (lookalike, elsewhere, background, distractor_tail):  # the blue one is not in all of [2, 4]
+    # the blue one is not there through all of [2, 4]; the green one is, but also right before and after it
+    for other in (lookalike, elsewhere, background, blue_tail, green_tail):
         assert abs(other) < 0.2
     # no step outside both spans to tell the background from: unverifiable, not a guess
     assert span_appearance_scores(*feats, [[0.0, 6.0]], [[6.0, 12.0], None]) == [None, None]
@@ -199,7 +200,7 @@ def test_verification_drops_a_consistent_look_alike_and_keeps_a_second_occurrenc
                           occurrences=[[2.0, 4.0]])]
     # both times the K answers agree on one outside span: the second occurrence, or the look-alike
     preds = {"partial": [answer(8, 10)] * 3 + [answer(8.5, 10)], "clean": [answer(8, 10)] * 3 + [answer(2, 4)]}
-    base = dict(num_rollouts=4, batch_size=2, verify_features="pixels", verify_grid=4)
+    base = dict(num_rollouts=4, batch_size=2, verify_features="pixels", verify_grid=3)
 
     unverified = BoundaryReflectionAgent(FramesGenerator(preds, videos), ReflectionConfig(verify="none", **base))
     summary = unverified.run(samples, tmp_path / "a" / "clean.jsonl", progress=False)

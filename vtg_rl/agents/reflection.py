@@ -29,9 +29,11 @@ per temporal patch) or mean colours on a grid (``"pixels"``):
 
 * background ``b`` = per-cell median over the time steps outside both the annotation and the answer;
 * the annotation's signature ``s_A`` = per-cell median over the annotated steps, and the query's *region*:
-  the cells whose deviation from ``b`` is consistent over the annotated span (its 10% quantile over the
-  steps is at least half of the largest) -- the queried object is present throughout its annotation,
-  a distractor passing by is not;
+  the cells whose deviation from ``b`` is specific to the annotated span -- consistent over it (its 10%
+  quantile over the annotated steps; the queried object is present throughout its annotation, a
+  distractor passing by is not) minus the largest deviation in the step right before and right after it
+  (the annotation's boundaries are the event's: a distractor that outlasts the annotation is not the
+  event) -- at least half of the largest such weight;
 * for every step of the answer, ``p_t = <x_t - b, s_A - b> / |s_A - b|^2`` over the region (1: the step
   shows what the annotation shows, where it shows it; 0: background there); the answer's score is the
   75% quantile of ``p_t`` over its steps (an answer that overshoots the occurrence still counts).
@@ -90,7 +92,7 @@ class ReflectionConfig(AgentConfig):
     min_verification: float = field(default=0.4, metadata={
         "help": "an outside answer is verified when its appearance score (1: looks like the annotation, "
                 "0: like the background) is at least this"})
-    min_verified: float = field(default=0.5, metadata={
+    min_verified: float = field(default=0.3, metadata={
         "help": "with verification: flag a sample when at least this fraction of the K rollouts are verified"})
 
     def __post_init__(self):
@@ -148,7 +150,8 @@ def mask_annotated(video, windows, margin: float = 0.0, fill: str = "video_mean"
 
 # --------------------------------------------------------------------------- verification
 #: the query's region: cells whose deviation from the background, at this quantile over the annotated
-#: steps (i.e. nearly throughout the annotation), is at least REGION_FRACTION of the largest one
+#: steps (i.e. nearly throughout the annotation) less their deviation next to it, is at least
+#: REGION_FRACTION of the largest one
 CONSISTENCY_QUANTILE = 0.1
 REGION_FRACTION = 0.5
 #: an answer's score: this quantile of its steps' projections (robust to answers that overshoot)
@@ -209,6 +212,8 @@ def span_appearance_scores(features, starts, ends, annotated, spans) -> list[Opt
     scores: list[Optional[float]] = []
     if not ann.any():
         return [None] * len(spans)
+    # the steps right before and right after each annotated window (not touching any)
+    adjacent = ~touched & (np.append(touched[1:], False) | np.insert(touched[:-1], 0, False))
     sig_all = np.median(x[ann], axis=0)
     for span in spans:
         if span is None:
@@ -222,11 +227,13 @@ def span_appearance_scores(features, starts, ends, annotated, spans) -> list[Opt
         background = np.median(x[rest], axis=0)
         signature = sig_all - background
         deviation = np.linalg.norm(x[ann] - background, axis=-1)  # (steps, L)
-        consistent = np.quantile(deviation, CONSISTENCY_QUANTILE, axis=0)
-        if not consistent.max() > 0:
-            scores.append(None)  # the annotation looks like the background: nothing to compare
+        weight = np.quantile(deviation, CONSISTENCY_QUANTILE, axis=0)
+        if adjacent.any():  # what is still there right before / after the annotation is not the annotated event
+            weight = np.clip(weight - np.linalg.norm(x[adjacent] - background, axis=-1).max(axis=0), 0.0, None)
+        if not weight.max() > 0:
+            scores.append(None)  # nothing specific to the annotation: nothing to compare
             continue
-        region = consistent >= REGION_FRACTION * consistent.max()
+        region = weight >= REGION_FRACTION * weight.max()
         d = signature[region].ravel()
         proj = (x[cand][:, region] - background[region]).reshape(int(cand.sum()), -1) @ d / float(d @ d)
         scores.append(float(np.quantile(proj, SCORE_QUANTILE)))
