@@ -9,8 +9,8 @@ beats GRPO on the full data. Both arms start from the same cold-start SFT checkp
 
 * **full**: ``recipes/grpo.py`` on the whole (uncleaned, 20% partially annotated) train split, ``--full-steps``
   optimizer steps, no curriculum;
-* **videotg**: reflection over the train split (or a random ``--agent-pool`` fraction of it) drops flagged
-  samples, the difficulty agent scores the rest, :func:`select_training_subset` draws 10% of the train size
+* **videotg**: reflection (with its default appearance verification) over the train split (or a random
+  ``--agent-pool`` fraction of it) drops flagged samples, the difficulty agent scores the rest, :func:`select_training_subset` draws 10% of the train size
   (leaving out the too-easy ones), and ``recipes/grpo.py --curriculum`` trains on that subset for
   ``--subset-step-fraction`` of the full arm's steps;
 * **control** (``random_subset``): a random subset of the same size, same steps, no agents, no curriculum,
@@ -162,6 +162,7 @@ def run_agents(args, train: Path) -> tuple[Path, dict]:
     partial_left = sum(bool(s.meta.get("partially_annotated")) for s in subset)
     return path, {"agent_wall_s": wall, "agent_generations": gen.generations + dgen.generations,
                   "scanned": len(samples), "flagged": refl["n_flagged"], "reflection_truth": refl.get("truth"),
+                  "flagged_by_agreement": refl["n_flagged_by_agreement"], "reflection_config": rcfg.results_key(),
                   "difficulty_spearman": diff.get("spearman_vs_true_difficulty"), "subset": report,
                   "subset_partial_fraction": partial_left / max(len(subset), 1)}
 

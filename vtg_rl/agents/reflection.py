@@ -20,8 +20,8 @@ Decision rule (thresholds in :class:`ReflectionConfig`):
 
 Verification (``verify="appearance"``, the default). With the annotated moment hidden, a grounder that
 cannot find the query often answers a *look-alike* (same shape in another colour, same colour on another
-shape), and its K answers agree on it: agreement alone flagged 3 clean samples for every partially
-annotated one on the synthetic world. The annotated span is by definition a true occurrence of the query,
+shape), and its K answers agree on it: agreement alone flagged over two clean samples for every partially
+annotated one on the synthetic world (precision 0.29). The annotated span is by definition a true occurrence of the query,
 so a second occurrence must *look like it*; a look-alike does not. Each outside answer is checked against
 the annotation on the **unmasked** video (:func:`span_appearance_scores`), with per-time-step features
 ``(T, L, D)`` (L spatial cells): the model's own vision-tower tokens (``verify_features="vision"``, one step
@@ -46,9 +46,10 @@ the video has no step outside both spans to estimate the background from.
 
 Output, for ``--out runs/agents/train.clean.jsonl``: ``train.clean.jsonl`` (the samples *not* flagged, with
 ``meta.reflection``), ``train.clean.flagged.jsonl`` (flagged samples with the found span, agreement, the
-verification score and every prediction with its score, for a person to review), ``train.clean.summary.json`` (counts, skipped samples, and
-precision / recall when the samples carry the synthetic world's ``partially_annotated`` truth), and the
-resume files ``train.clean.partial.jsonl`` / ``.partial.config.json``.
+verification score and every prediction with its score, for a person to review),
+``train.clean.summary.json`` (counts, how many agreement alone would flag, skipped samples, and precision /
+recall when the samples carry the synthetic world's ``partially_annotated`` truth), and the resume files
+``train.clean.partial.jsonl`` / ``.partial.config.json``.
 """
 
 from __future__ import annotations
