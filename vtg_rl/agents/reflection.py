@@ -351,9 +351,15 @@ class BoundaryReflectionAgent:
             raise RuntimeError(f"sample {missing[0]}: the generator never passed its video through frame_transform, "
                                f"so there are no frames to verify against (verify='none' skips the verification)")
         videos = [self._originals.pop(s.qid) for s in samples]
-        if self.config.verify_features == "pixels":
-            return [pixel_features(v, self.config.verify_grid) for v in videos]
-        return self.generator.vision_features(videos)
+        if self.config.verify_features == "vision":
+            return self.generator.vision_features(videos)
+        out = []
+        for s, v in zip(samples, videos):
+            try:
+                out.append(pixel_features(v, self.config.verify_grid))
+            except ValueError as err:
+                raise ValueError(f"sample {s.qid}: {err}") from err
+        return out
 
     def process_batch(self, samples: list[VTGSample]) -> list[dict]:
         self._originals.clear()
