@@ -124,16 +124,19 @@ def test_place_video_features_points_at_the_prompt_and_refuses_mismatches():
     assert seen == [image]
 
 
-def test_colocate_proxy_turns_trl_image_rows_into_vllm_videos(video):
+def test_colocate_proxy_turns_trl_image_rows_into_vllm_videos_with_one_placeholder(video):
     payload = VideoPayload.from_video(video)
-    rows = VideoLLMProxy.video_rows([{"prompt_token_ids": [1, 2], "multi_modal_data": {"image": payload}},
-                                     {"prompt_token_ids": [3]}])
+    proxy = VideoLLMProxy(None, video_token_id=9)
+    rows, expected = proxy.video_rows([{"prompt_token_ids": [1, 9, 9, 9, 2], "multi_modal_data": {"image": payload}},
+                                       {"prompt_token_ids": [3]}])
     frames, meta = rows[0]["multi_modal_data"]["video"]
     assert frames is payload.frames and meta["frames_indices"] == list(video.metadata.frames_indices)
     assert rows[0]["mm_processor_kwargs"] == {"do_sample_frames": False}
+    assert rows[0]["prompt_token_ids"] == [1, 9, 2]  # vLLM expands the placeholder itself
+    assert expected == [[1, 9, 9, 9, 2], None]
     assert rows[1] == {"prompt_token_ids": [3]}
     with pytest.raises(ValueError, match="one video"):
-        VideoLLMProxy.video_rows([{"prompt_token_ids": [1], "multi_modal_data": {"image": [payload, payload]}}])
+        proxy.video_rows([{"prompt_token_ids": [1], "multi_modal_data": {"image": [payload, payload]}}])
 
 
 # ------------------------------------------------------------------ a whole rollout through a fake engine
@@ -170,8 +173,11 @@ def request_output(prompt_ids, completion, logps):
 
 
 class FakeLLM:
-    def __init__(self, engine):
-        self.engine, self.sampling_params = engine, []
+    """``vllm.LLM.generate``: expands each video placeholder token to the processed video's token count
+    (as vLLM 0.32 does for every placeholder it finds), then samples."""
+
+    def __init__(self, engine, extra_tokens=0):
+        self.engine, self.sampling_params, self.extra_tokens = engine, [], extra_tokens
 
     def generate(self, prompts, sampling_params=None, use_tqdm=False):
         self.sampling_params.append(sampling_params)
@@ -179,8 +185,15 @@ class FakeLLM:
         for row in prompts:
             assert row["mm_processor_kwargs"]["do_sample_frames"] is False
             frames, meta = row["multi_modal_data"]["video"]
-            out.append(request_output(row["prompt_token_ids"], *self.engine.sample(row["prompt_token_ids"],
-                                                                                    frames, meta)))
+            _, grid, _ = processor_as_vllm_calls_it(self.engine.processor, frames, meta)
+            pad = self.engine.processor.video_token_id
+            ids = []
+            for t in row["prompt_token_ids"]:
+                ids += [pad] * (int(grid.prod()) // 4 + self.extra_tokens) if t == pad else [t]
+            if self.extra_tokens:  # a mis-sized video cannot even be scored: what is checked is the proxy's refusal
+                out.append(request_output(ids, [self.engine.vocab[0]], [0.0]))
+            else:
+                out.append(request_output(ids, *self.engine.sample(ids, frames, meta)))
         return out
 
 
@@ -254,6 +267,7 @@ def vllm_trainer(model_dir, rows, tmp_path, mode, drop_metadata=False, **overrid
     tok = processor.tokenizer
     suppress = sorted({tok.convert_tokens_to_ids(t) for t in VISION_TOKENS} - {None, tok.unk_token_id})
     enable_video_rollouts(gen, processor.video_token_id, suppress, trainer.args.vllm_video_jpeg_quality)
+    assert trainer.apply_mrope_rule() == "original"  # vLLM's positions for the text after the video
     return trainer, engine, gen
 
 
@@ -288,6 +302,17 @@ def test_vllm_rollouts_carry_the_trainers_video_and_logps_agree(tiny_qwen_dir, r
     trainer.train()
 
 
+def test_a_vllm_expansion_other_than_the_trainers_stops_the_run(tiny_qwen_dir, rows, tmp_path, monkeypatch):
+    import trl.generation.vllm_generation as vg
+
+    monkeypatch.setattr(vg, "SamplingParams", lambda **kw: types.SimpleNamespace(**kw), raising=False)
+    trainer, engine, gen = vllm_trainer(tiny_qwen_dir, rows, tmp_path, "colocate")
+    gen.llm._llm.extra_tokens = 4  # e.g. vLLM loaded with another resolution
+    trainer.model.train()
+    with pytest.raises(ValueError, match="vLLM expanded the video"):
+        trainer._generate_and_score_completions([rows[i] for i in (1, 1, 3, 3)])
+
+
 def test_an_engine_that_loses_the_timestamps_stops_the_run(tiny_qwen_dir, rows, tmp_path, monkeypatch):
     import trl.generation.vllm_generation as vg
 
@@ -297,3 +322,64 @@ def test_an_engine_that_loses_the_timestamps_stops_the_run(tiny_qwen_dir, rows, 
     trainer.model.train()
     with pytest.raises(RuntimeError, match="vLLM and the trainer disagree"):
         trainer._generate_and_score_completions([rows[i] for i in (1, 1, 3, 3)])
+
+
+# ------------------------------------------------------------------ positions of the text after a video
+def reference_original_positions(ids, grid, spg, config):
+    """Qwen2.5-VL's original rule, written out as a loop: video tokens at (start + t * spg * tokens_per_second,
+    start + h, start + w); every text token after a block at max(previous) + 1."""
+    merge, tps = config.vision_config.spatial_merge_size, config.vision_config.tokens_per_second
+    out, i, cur = [], 0, 0
+    while i < len(ids):
+        if ids[i] == config.video_token_id:
+            t, h, w = grid[0], grid[1] // merge, grid[2] // merge
+            for ti in range(t):
+                for hi in range(h):
+                    for wi in range(w):
+                        out.append((cur + int(ti * spg * tps), cur + hi, cur + wi))
+            cur = max(max(p) for p in out) + 1
+            i += t * h * w
+        else:
+            out.append((cur, cur, cur))
+            cur += 1
+            i += 1
+    return torch.tensor(out).T
+
+
+def test_original_text_positions_follow_the_released_rule_and_differ_from_transformers(tiny_qwen_dir, rows):
+    from vtg_rl.mllm.mrope import use_original_text_positions
+    from vtg_rl.mllm.video_inputs import render_prompt
+
+    model, processor = load_qwen_vl(tiny_qwen_dir)
+    sampling = VideoSampling(fps=4.0)  # long time axis against a 2x2 spatial grid: the rules disagree
+    videos = [sampling.load(rows[i]["video_path"]) for i in (0, 2)]
+    texts = [render_prompt(processor, rows[i]["prompt"]) for i in (0, 2)]
+    batch = build_video_inputs(processor, texts, videos, padding_side="left")
+    args = (batch["input_ids"], batch["mm_token_type_ids"])
+    kw = dict(video_grid_thw=batch["video_grid_thw"], second_per_grid_ts=batch["second_per_grid_ts"],
+              attention_mask=batch["attention_mask"])
+    before, _ = model.model.get_rope_index(*args, **kw)
+    assert use_original_text_positions(model) and use_original_text_positions(model)  # idempotent
+    after, deltas = model.model.get_rope_index(*args, **kw)
+    for b in range(2):
+        keep = batch["attention_mask"][b].bool()
+        ids = batch["input_ids"][b][keep].tolist()
+        want = reference_original_positions(ids, batch["video_grid_thw"][b].tolist(),
+                                            float(batch["second_per_grid_ts"][b]), model.config)
+        assert torch.equal(after[:, b, keep], want)
+        assert not torch.equal(before[:, b, keep], want)
+        assert int(deltas[b]) == int(want.max()) + 1 - len(ids)
+        video = batch["mm_token_type_ids"][b][keep] == 2
+        assert torch.equal(after[:, b, keep][:, video], before[:, b, keep][:, video])  # only the text moves
+    # every path asks get_rope_index: a plain forward now sees the original positions
+    seen = {}
+
+    def grab(module, args, kwargs):
+        seen["pos"] = kwargs["position_ids"] if "position_ids" in kwargs else args[1]
+
+    hook = model.model.language_model.rotary_emb.register_forward_pre_hook(grab, with_kwargs=True)
+    with torch.no_grad():
+        model(**batch)
+    hook.remove()
+    keep = batch["attention_mask"].bool()
+    assert torch.equal(seen["pos"].expand(3, -1, -1)[:, keep], after[:, keep])

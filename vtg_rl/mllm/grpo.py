@@ -21,7 +21,8 @@ sampling, logging, checkpointing) and changes only where the video must go:
   (``drop_uniform_groups``); dataset-level filtering lives in :mod:`vtg_rl.mllm.difficulty_filter`.
 * vLLM rollouts (``use_vllm``, colocate or server mode, ``pip install -e '.[vllm]'``): each prompt's
   frames and metadata go to vLLM as a video (:mod:`vtg_rl.mllm.vllm_video`); in server mode the frames
-  travel as JPEG and the trainer's forwards use the same JPEG-decoded frames. The first rollout batch is
+  travel as JPEG and the trainer's forwards use the same JPEG-decoded frames, and the trainer places the
+  text after a video where vLLM does (:mod:`vtg_rl.mllm.mrope`). The first rollout batch is
   checked: TRL's mean |log p(vLLM) - log p(trainer)| above ``vllm_max_logp_difference`` stops the run,
   since it means vLLM saw another video (or other timestamps) than the trainer.
 
@@ -90,6 +91,10 @@ class VideoGRPOConfig(VideoTrainingArguments, GRPOConfig):
     vllm_video_jpeg_quality: int = field(default=95, metadata={
         "help": "server mode: JPEG quality of the frames sent to the vLLM server (the trainer uses the same "
                 "decoded frames)"})
+    mrope_text_positions: str = field(default="auto", metadata={
+        "help": "where text after a video starts in Qwen2.5-VL's 3-D positions: 'model' (transformers' rule, "
+                "which the project's checkpoints are trained with), 'original' (max + 1: the released Qwen2.5-VL "
+                "and vLLM; vtg_rl.mllm.mrope), 'auto' = 'original' with use_vllm, else 'model'"})
     vllm_max_logp_difference: Optional[float] = field(default=0.5, metadata={
         "help": "stop when the first vLLM rollout batch's mean |logp_vLLM - logp_trainer| exceeds this "
                 "(video preprocessing differs between vLLM and the trainer); None = no check"})
@@ -97,6 +102,9 @@ class VideoGRPOConfig(VideoTrainingArguments, GRPOConfig):
     def __post_init__(self):
         super().__post_init__()
         check_band(self.uniform_low, self.uniform_high)
+        if self.mrope_text_positions not in ("auto", "model", "original"):
+            raise ValueError(f"mrope_text_positions must be 'auto', 'model' or 'original', "
+                             f"got {self.mrope_text_positions!r}")
         if self.curriculum:
             self.curriculum_config()  # validate early, not at the first step
 
@@ -163,6 +171,7 @@ class VideoGRPOTrainer(GRPOTrainer):
         self._pending_rollout = None
         self._last_rewards_per_func: Optional[torch.Tensor] = None
         self._vllm_checked = False
+        self.apply_mrope_rule()
         if self.use_vllm:
             from vtg_rl.mllm.vllm_video import enable_video_rollouts
 
@@ -222,6 +231,20 @@ class VideoGRPOTrainer(GRPOTrainer):
             return shared_prefix.generate_single_turn(self, prompt_ids)  # each prompt prefilled once
         return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                              has_tool_images=has_tool_images)
+
+    def apply_mrope_rule(self) -> str:
+        """Put the policy and reference models on the ``mrope_text_positions`` rule; returns the rule used.
+        With vLLM rollouts the trainer must score samples with the positions vLLM sampled them under."""
+        rule = self.args.mrope_text_positions
+        if rule == "auto":
+            rule = "original" if self.use_vllm else "model"
+        if rule == "original":
+            from vtg_rl.mllm.mrope import use_original_text_positions
+
+            for m in (self.model, self.ref_model):
+                if m is not None and not use_original_text_positions(m):
+                    raise ValueError(f"mrope_text_positions='original' needs a Qwen2.5-VL model, got {type(m).__name__}")
+        return rule
 
     def _vllm_video_payloads(self, n_rows: int) -> list:
         from vtg_rl.mllm.vllm_video import VideoPayload

@@ -11,7 +11,8 @@ slicing, sleep mode, weight sync or log-prob extraction:
 * **colocate**: :class:`VideoLLMProxy` wraps ``vllm.LLM`` and turns each such row into
   ``multi_modal_data={"video": (frames, metadata)}`` — the input format of vLLM's Qwen2.5-VL processor,
   which hands ``metadata`` to the HF processor as ``VideoMetadata`` so that ``second_per_grid_ts`` (the
-  temporal mRoPE step) is computed from the real sampled fps, as in the trainer;
+  temporal mRoPE step) is computed from the real sampled fps, as in the trainer — with the prompt's video
+  tokens collapsed to the one placeholder vLLM expands itself;
 * **server** (``vllm serve MODEL --enable-scale-out``, e.g. through ``trl vllm-serve``): :class:`VideoFeatureClient`
   wraps TRL's ``VLLMClient`` and processes each video on the server through ``/v1/chat/completions/render``
   as a ``video/jpeg`` data URL (the frame list, no re-sampling) with the metadata in ``media_io_kwargs``;
@@ -174,35 +175,61 @@ def _only_video(images_for_prompt) -> Optional[VideoPayload]:
     return videos[0]
 
 
+def collapse_runs(prompt_ids: Sequence[int], token_id: int) -> list[int]:
+    """``prompt_ids`` with each run of ``token_id`` shortened to one token (an unexpanded placeholder)."""
+    out = []
+    for t in prompt_ids:
+        if t == token_id and out and out[-1] == token_id:
+            continue
+        out.append(t)
+    return out
+
+
 class VideoLLMProxy:
     """``vllm.LLM`` for colocate mode, with TRL's rows rewritten: a row whose ``multi_modal_data`` is
-    ``{"image": VideoPayload}`` becomes ``{"video": (frames, metadata)}`` with ``do_sample_frames=False``.
-    Everything else (weights, sleep, caches) goes to the wrapped engine."""
+    ``{"image": VideoPayload}`` becomes ``{"video": (frames, metadata)}`` with ``do_sample_frames=False``,
+    and its run of video tokens is shortened to one placeholder token, because vLLM (0.32, measured with
+    its own processor) always expands each placeholder it finds: the trainer's already-expanded prompt
+    would be expanded a second time. vLLM's expanded prompt must then equal the trainer's, token for
+    token, or :meth:`generate` stops. Everything else (weights, sleep, caches) goes to the wrapped engine."""
 
-    def __init__(self, llm):
+    def __init__(self, llm, video_token_id: int):
         self._llm = llm
+        self.video_token_id = int(video_token_id)
 
     def __getattr__(self, name):
         return getattr(self._llm, name)
 
-    @staticmethod
-    def video_rows(prompts: list[dict]) -> list[dict]:
-        out = []
+    def video_rows(self, prompts: list[dict]) -> tuple[list[dict], list[Optional[list[int]]]]:
+        """(rows for vLLM, the trainer's prompt ids of each video row, None for other rows)."""
+        out, expected = [], []
         for row in prompts:
             mm = row.get("multi_modal_data") if isinstance(row, dict) else None
             payload = _only_video(mm.get("image")) if mm else None
             if payload is None:
                 out.append(row)
+                expected.append(None)
                 continue
+            ids = list(row["prompt_token_ids"])
             kwargs = {**(row.get("mm_processor_kwargs") or {}), "do_sample_frames": False}
-            out.append({**{k: v for k, v in row.items() if k != "multi_modal_data"},
+            out.append({**{k: v for k, v in row.items() if k not in ("multi_modal_data", "prompt_token_ids")},
+                        "prompt_token_ids": collapse_runs(ids, self.video_token_id),
                         "multi_modal_data": {"video": payload.vllm_item()}, "mm_processor_kwargs": kwargs})
-        return out
+            expected.append(ids)
+        return out, expected
 
     def generate(self, prompts, *args, **kwargs):
-        if isinstance(prompts, list):
-            prompts = self.video_rows(prompts)
-        return self._llm.generate(prompts, *args, **kwargs)
+        if not isinstance(prompts, list):
+            return self._llm.generate(prompts, *args, **kwargs)
+        rows, expected = self.video_rows(prompts)
+        outputs = self._llm.generate(rows, *args, **kwargs)
+        for i, (want, output) in enumerate(zip(expected, outputs)):
+            if want is not None and list(output.prompt_token_ids) != want:
+                got = list(output.prompt_token_ids).count(self.video_token_id)
+                raise ValueError(f"prompt {i}: vLLM expanded the video to {got} tokens, the trainer's processor to "
+                                 f"{want.count(self.video_token_id)} (or the text differs); load vLLM from the "
+                                 "trainer's checkpoint directory, whose preprocessor_config.json sets the resolution")
+        return outputs
 
 
 class VideoFeatureClient:
@@ -264,7 +291,7 @@ def enable_video_rollouts(generation, video_token_id: int, suppress_token_ids: S
         generation._place_features = functools.partial(place_video_features, video_token_id=int(video_token_id),
                                                        fallback=generation._place_features)
     elif generation.mode == "colocate":
-        generation.llm = VideoLLMProxy(generation.llm)
+        generation.llm = VideoLLMProxy(generation.llm, video_token_id)
     else:
         raise ValueError(f"unknown vLLM mode {generation.mode!r} (expected 'server' or 'colocate')")
     if suppress_token_ids:
