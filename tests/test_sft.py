@@ -76,6 +76,25 @@ def test_collator_carries_video_and_masks_prompt(model_and_processor, world_samp
         assert not (batch["labels"][i][batch["input_ids"][i] == video_id] != IGNORE_INDEX).any()
 
 
+def test_length_estimate_matches_the_collated_sequence(model_and_processor, world_samples):
+    """group_by_length sorts on estimate_lengths: it must count what the collator really builds."""
+    from vtg_rl.mllm.collator import VideoSFTCollator
+
+    _, processor = model_and_processor
+    rows = list(samples_to_hf(world_samples[:6], target_fn=synthetic_trace))
+    collator = VideoSFTCollator(processor)
+    assert collator.estimate_lengths(rows) == [int(collator([r])["attention_mask"].sum()) for r in rows]
+
+
+def test_group_by_length_gets_a_length_column(model_and_processor, world_samples, tmp_path):
+    model, processor = model_and_processor
+    trainer, _ = _trainer(model, processor, world_samples[:4], tmp_path, train_sampling_strategy="group_by_length")
+    assert "length" in trainer.train_dataset.column_names
+    assert min(trainer.train_dataset["length"]) > 0
+    batch = next(iter(trainer.get_train_dataloader()))  # the collator ignores the extra column
+    assert batch["input_ids"].shape[0] == 2
+
+
 def test_sft_loss_sees_the_video(model_and_processor, world_samples, tmp_path):
     """Stock TRL is video-blind (DESIGN §7): this must fail if the vision tower gets no gradient or if
     the loss the trainer optimises does not depend on the video."""

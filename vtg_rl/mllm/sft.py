@@ -60,5 +60,12 @@ class VideoSFTTrainer(SFTTrainer):
                 p.requires_grad_(False)
         collator = data_collator or VideoSFTCollator(processing_class, sampling=args.video_sampling(),
                                                      max_completion_tokens=args.max_completion_tokens)
+        if (args.train_sampling_strategy == "group_by_length" and args.length_column_name not in train_dataset.column_names
+                and hasattr(collator, "estimate_lengths")):
+            # Without a length column the sampler would look for input_ids, which only the collator makes.
+            lengths = collator.estimate_lengths(train_dataset)
+            train_dataset = train_dataset.add_column(args.length_column_name, lengths)
+            logger.info("group_by_length: %d rows, estimated sequence length %d-%d tokens",
+                        len(lengths), min(lengths), max(lengths))
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, data_collator=collator, **kwargs)
