@@ -78,7 +78,7 @@ def build_video_inputs(processor, texts: Sequence[str], videos: Sequence[Sampled
                       **kwargs)
     if "mm_token_type_ids" not in batch:
         raise RuntimeError("the processor returned no mm_token_type_ids: Qwen2.5-VL would fall back to 1-D "
-                           "positions (DESIGN §7); use a Qwen2.5-VL processor from transformers >= 5.23")
+                           "positions (DESIGN §7); use a Qwen2.5-VL processor from transformers >= 5.19")
     if videos:
         got = [float(s) for s in batch["second_per_grid_ts"]]
         for v, s in zip(videos, got):
