@@ -242,6 +242,8 @@ def main(argv=None) -> int:
     }
     if control is not None:
         result["miou_random_subset"] = control["after"]["miou"]
+        result["eval_random_subset"] = control["after"]
+        result["wall_s_random_subset"] = control["train_wall_s"]
         result["miou_subset_minus_random"] = paired_difference(
             heldout, Path(args.out_dir) / "random_subset" / "eval_after_submission.jsonl",
             Path(args.out_dir) / "videotg_subset" / "eval_after_submission.jsonl")
