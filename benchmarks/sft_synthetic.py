@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,9 +50,11 @@ def main() -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     script_args, training_args, model_args = parse_recipe_args(
         (SFTScriptArguments, VideoSFTConfig, ModelConfig), str(ROOT / "recipes/configs/sft_synthetic.yaml"))
+    load_before = os.getloadavg()
     t0 = time.time()
     result = run_sft(script_args, training_args, model_args)
     wall = time.time() - t0
+    load_after = os.getloadavg()
     test = load_split(script_args, "eval")
     train = load_split(script_args, "train")
     out = {
@@ -67,6 +71,13 @@ def main() -> dict:
         "checkpoint": str(Path(training_args.output_dir) / "checkpoint-final"),
         "wall_s": wall,
         "train_wall_s": result["train_wall_s"],
+        "train_s_per_step": result["train_wall_s"] / training_args.max_steps,
+        "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        # the machine is shared: wall times mean little without the load they were measured under
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
+        "loadavg_1_5_15_after": [round(x, 2) for x in load_after],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     better = max(out["baseline_mean_span_miou"], out["baseline_whole_video_miou"])
