@@ -32,7 +32,7 @@ import torch  # noqa: E402
 from vtg_rl.agents.common import write_json_atomic  # noqa: E402
 from vtg_rl.data.schema import read_jsonl  # noqa: E402
 from vtg_rl.data.synthetic import generate_world  # noqa: E402
-from vtg_rl.mllm.mrope import use_original_text_positions  # noqa: E402
+from vtg_rl.mllm.mrope import rotary_positions, use_original_text_positions  # noqa: E402
 from vtg_rl.mllm.prompts import grounding_messages  # noqa: E402
 from vtg_rl.mllm.video_inputs import build_video_inputs, render_prompt  # noqa: E402
 from vtg_rl.mllm.video_source import VideoSampling  # noqa: E402
@@ -41,21 +41,6 @@ from vtg_rl.models.tiny_qwen import build_tiny_qwen2_5_vl, load_qwen_vl  # noqa:
 
 RESULTS = ROOT / "benchmarks" / "results"
 SAMPLINGS = ((2.0, False), (4.0, False), (1.3, True))
-
-
-def positions_in_forward(model, batch) -> np.ndarray:
-    seen = {}
-
-    def grab(module, args, kwargs):
-        seen["pos"] = kwargs["position_ids"] if "position_ids" in kwargs else args[1]
-
-    hook = model.model.language_model.rotary_emb.register_forward_pre_hook(grab, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            model(**batch)
-    finally:
-        hook.remove()
-    return seen["pos"].expand(3, -1, -1)[:, 0].numpy()
 
 
 def main(argv=None) -> int:
@@ -114,7 +99,7 @@ def main(argv=None) -> int:
             vpos = np.asarray(vpos)
             eq = {}
             for name, m in (("original", original), ("model", model)):
-                ours = positions_in_forward(m, batch)
+                ours = rotary_positions(m, batch)[:, 0].numpy()
                 eq[name] = ours.shape == vpos.shape and bool(np.array_equal(ours, vpos))
                 eq[name + "_differing_tokens"] = int((ours != vpos).any(0).sum()) if ours.shape == vpos.shape else -1
             rows.append({"qid": s.qid, "fps": fps, "masked": masked, "video_tokens": ids.count(processor.video_token_id),

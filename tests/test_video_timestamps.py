@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from vtg_rl.data.video import SampledVideo, sample_frames, write_video
+from vtg_rl.mllm.mrope import rotary_positions
 from vtg_rl.mllm.video_inputs import build_video_inputs, render_prompt
 
 EVENT = (6.0, 10.0)
@@ -54,22 +55,6 @@ def _red_tokens(batch, processor) -> np.ndarray:
     return ((rgb[:, 0] - rgb[:, 1]) > 0.5).numpy()
 
 
-def _positions_reaching_model(model, batch) -> torch.Tensor:
-    """The (3, B, L) position ids the language model's rotary embedding receives in a real forward."""
-    seen = {}
-
-    def hook(module, args, kwargs):
-        seen["pos"] = (kwargs.get("position_ids") if "position_ids" in kwargs else args[1]).detach().clone()
-
-    handle = model.model.language_model.rotary_emb.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            model(**batch)
-    finally:
-        handle.remove()
-    return seen["pos"].expand(3, -1, -1)
-
-
 def _token_seconds(model, batch, positions) -> np.ndarray:
     """Model time (s) of each video token of sample 0: temporal position offset / tokens_per_second."""
     video_id = model.config.video_token_id
@@ -94,7 +79,7 @@ def test_event_seconds_reach_the_model(tmp_path, model_and_processor, src_fps, s
     assert spg == pytest.approx(2.0 / sample_fps)
     assert spg == pytest.approx(video.timestamps[2] - video.timestamps[0])
 
-    positions = _positions_reaching_model(model, batch)
+    positions = rotary_positions(model, batch)
     rope, _ = model.model.get_rope_index(
         batch["input_ids"], batch["mm_token_type_ids"], video_grid_thw=batch["video_grid_thw"],
         second_per_grid_ts=batch["second_per_grid_ts"], attention_mask=batch["attention_mask"])
@@ -115,13 +100,13 @@ def test_event_seconds_reach_the_model(tmp_path, model_and_processor, src_fps, s
     no_meta = processor(text=[_prompt(processor)], videos=[video.frames], do_sample_frames=False,
                         return_tensors="pt")
     assert float(no_meta["second_per_grid_ts"][0]) == pytest.approx(2 / 24)
-    wrong_seconds = _token_seconds(model, no_meta, _positions_reaching_model(model, no_meta))
+    wrong_seconds = _token_seconds(model, no_meta, rotary_positions(model, no_meta))
     assert not np.allclose(wrong_seconds[red], seconds[red])
     assert wrong_seconds[red].min() < EVENT[0] / 2
 
     # wrong path 2: no mm_token_type_ids -> Qwen2.5-VL silently uses 1-D positions
     no_types = {k: v for k, v in batch.items() if k != "mm_token_type_ids"}
-    flat = _positions_reaching_model(model, no_types)
+    flat = rotary_positions(model, no_types)
     assert not torch.equal(flat, positions)
     assert torch.equal(flat[0], flat[1]) and torch.equal(flat[1], flat[2])  # 1-D: no time axis at all
     assert not np.allclose(_token_seconds(model, no_types, flat)[red], seconds[red])

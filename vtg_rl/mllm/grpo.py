@@ -169,6 +169,7 @@ class VideoGRPOTrainer(GRPOTrainer):
                         p.requires_grad_(False)
                     self.vision_cache.share(ref_tower, tower)
         self._pending_rollout = None
+        self._pending_jpeg = None
         self._last_rewards_per_func: Optional[torch.Tensor] = None
         self._vllm_checked = False
         self.apply_mrope_rule()
@@ -196,21 +197,20 @@ class VideoGRPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         mode = "train" if self.model.training else "eval"
         masker = self.masker if mode == "train" else None  # evaluation always sees the whole video
-        transform, transform_name = None, None
+        jpeg = None
         if self.use_vllm and self.vllm_mode == "server":  # the trainer sees the pixels the server decodes
-            from vtg_rl.mllm.vllm_video import jpeg_roundtrip
+            from vtg_rl.mllm.vllm_video import JpegRoundTrip
 
-            quality = self.args.vllm_video_jpeg_quality
-            transform, transform_name = (lambda v: jpeg_roundtrip(v, quality)), f"jpeg{quality}"
+            jpeg = JpegRoundTrip(self.args.vllm_video_jpeg_quality)
         rollout = build_rollout_video(self.processing_class, self.video_sampling, inputs, masker=masker,
                                       progress=self.training_progress(), device=self.accelerator.device,
-                                      frame_transform=transform, transform_name=transform_name)
-        self._pending_rollout = rollout
+                                      frame_transform=jpeg, transform_name=jpeg.name if jpeg else None)
+        self._pending_rollout, self._pending_jpeg = rollout, jpeg
         try:
             with self._video_context(rollout.rows):
                 output = super()._generate_and_score_completions(inputs)
         finally:
-            self._pending_rollout = None
+            self._pending_rollout, self._pending_jpeg = None, None
         if self.use_vllm and mode == "train":
             self._check_vllm_logps(mode)
         output.update(rollout.rows.as_inputs())
@@ -252,8 +252,12 @@ class VideoGRPOTrainer(GRPOTrainer):
         rollout = self._pending_rollout
         if rollout is None or rollout.videos is None or len(rollout.videos) != n_rows:
             raise RuntimeError("VideoGRPOTrainer: vLLM generation was asked for prompts without their videos")
-        payloads = {}  # the rows of a group share one payload
-        return [[payloads.setdefault(id(v), VideoPayload.from_video(v))] for v in rollout.videos]
+        jpeg = self._pending_jpeg
+        payloads = {}  # the rows of a group share one video object, hence one payload
+        for v in rollout.videos:
+            if id(v) not in payloads:
+                payloads[id(v)] = VideoPayload.from_video(v, jpeg=jpeg.jpeg_of(v) if jpeg else None)
+        return [[payloads[id(v)]] for v in rollout.videos]
 
     def _check_vllm_logps(self, mode: str) -> None:
         """Stop on the first rollout batch if vLLM's log-probs of its own samples are far from the trainer's:

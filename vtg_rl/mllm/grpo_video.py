@@ -80,7 +80,7 @@ class RolloutVideo:
     rows: VideoRows
     mask_fraction: list[float]  # fraction of each row's frames blanked by the curriculum (0 when unmasked)
     masked: list[bool]  # whether the curriculum masked the row
-    videos: Optional[list] = None  # each row's SampledVideo after masking, before frame_transform: vLLM's input
+    videos: Optional[list] = None  # each row's SampledVideo as processed (masked, transformed): vLLM's input
 
 
 def _row_key(row: dict) -> str:
@@ -127,7 +127,7 @@ def build_rollout_video(processor, sampling, rows: list[dict], masker=None, prog
         keys.append(key)
         unique.setdefault(key, row)
 
-    texts, videos, sources, fractions, masked, vkeys = [], [], [], [], [], []
+    texts, videos, fractions, masked, vkeys = [], [], [], [], []
     for row in unique.values():
         video = sampling.load(row["video_path"], qid=row.get("qid"))
         fraction, visible = 0.0, None
@@ -140,7 +140,6 @@ def build_rollout_video(processor, sampling, rows: list[dict], masker=None, prog
             if fraction > 0:
                 window = masker.visible_window(row["windows"], float(row["duration"]), progress)
                 visible = masker.visible_frames(original.timestamps, window).tolist()
-        sources.append(video)  # what a rollout engine is sent (a server decodes the JPEG the trainer decodes)
         if frame_transform is not None:
             video = frame_transform(video)
         vkeys.append(video_key(row["video_path"], sampling, visible, masker.config.fill if visible else None,
@@ -171,7 +170,7 @@ def build_rollout_video(processor, sampling, rows: list[dict], masker=None, prog
     )
     return RolloutVideo(prompt_ids=[list(ids[i]) for i in order], rows=video_rows,
                         mask_fraction=[fractions[i] for i in order], masked=[masked[i] for i in order],
-                        videos=[sources[i] for i in order])
+                        videos=[videos[i] for i in order])
 
 
 def mm_token_type_ids(processor, input_ids: torch.Tensor) -> torch.Tensor:

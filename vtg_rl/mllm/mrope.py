@@ -42,7 +42,6 @@ def shift_text_after_vision(positions: torch.Tensor, token_types: torch.Tensor) 
 def _original_get_rope_index(self, input_ids, mm_token_type_ids, *args, attention_mask=None, **kwargs):
     positions, _ = self._vtg_model_get_rope_index(input_ids, mm_token_type_ids, *args,
                                                  attention_mask=attention_mask, **kwargs)
-    positions = positions.clone()
     deltas = []
     for b in range(input_ids.size(0)):
         keep = attention_mask[b].bool() if attention_mask is not None else torch.ones_like(input_ids[b], dtype=torch.bool)
@@ -66,3 +65,22 @@ def use_original_text_positions(model) -> bool:
         core.get_rope_index = types.MethodType(_original_get_rope_index, core)
         core._vtg_mrope = ORIGINAL
     return True
+
+
+def rotary_positions(model, batch: dict) -> torch.Tensor:
+    """The ``(3, B, L)`` position ids that reach ``model``'s language-model rotary embedding in a real forward
+    of ``batch`` (whatever rule computed them): what the model actually attends with."""
+    from vtg_rl.mllm.shared_prefix import vl_core
+
+    seen = {}
+
+    def grab(module, args, kwargs):
+        seen["pos"] = (kwargs["position_ids"] if "position_ids" in kwargs else args[1]).detach().clone()
+
+    hook = vl_core(model).language_model.rotary_emb.register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model(**batch)
+    finally:
+        hook.remove()
+    return seen["pos"].expand(3, -1, -1)

@@ -17,8 +17,9 @@ slicing, sleep mode, weight sync or log-prob extraction:
   wraps TRL's ``VLLMClient`` and processes each video on the server through ``/v1/chat/completions/render``
   as a ``video/jpeg`` data URL (the frame list, no re-sampling) with the metadata in ``media_io_kwargs``;
   :func:`place_video_features` points the returned features at the prompt's run of video tokens.
-  JPEG is lossy, so in server mode the trainer feeds its own forwards the *same* JPEG-decoded frames
-  (:func:`jpeg_roundtrip`): rollout and training see identical pixels.
+  JPEG is lossy, so in server mode the trainer feeds its own forwards the *same* JPEG-decoded frames and
+  sends the server the JPEGs they were decoded from (:class:`JpegRoundTrip`): rollout and training see
+  identical pixels, each video encoded once.
 
 What this cannot check on a CPU machine is vLLM itself: the guard that it computed what the trainer computes
 is :class:`~vtg_rl.mllm.grpo.VideoGRPOTrainer`'s first-rollout check of TRL's
@@ -49,10 +50,12 @@ class VideoPayload:
 
     frames: np.ndarray
     metadata: dict
+    jpeg: Optional[tuple[str, ...]] = None  # the frames' base64 JPEGs when ``frames`` are their decoding
 
     @classmethod
-    def from_video(cls, video: SampledVideo) -> "VideoPayload":
-        return cls(frames=np.ascontiguousarray(video.frames), metadata=vllm_metadata(video))
+    def from_video(cls, video: SampledVideo, jpeg: Optional[Sequence[str]] = None) -> "VideoPayload":
+        return cls(frames=np.ascontiguousarray(video.frames), metadata=vllm_metadata(video),
+                   jpeg=None if jpeg is None else tuple(jpeg))
 
     def vllm_item(self) -> tuple[np.ndarray, dict]:
         """The ``multi_modal_data["video"]`` item of vLLM's Python API."""
@@ -108,11 +111,31 @@ def jpeg_data_url(frames: np.ndarray, quality: int = 95) -> str:
     return "data:video/jpeg;base64," + ",".join(encode_jpeg_frames(frames, quality))
 
 
+class JpegRoundTrip:
+    """The server-mode frame transform: each video's frames are JPEG-encoded once; the decoded frames (exactly
+    the pixels a vLLM server decodes from the data URL) feed the trainer's forwards, and the encoded ones are
+    kept for the server (:meth:`jpeg_of`), so nothing is encoded twice or compressed twice."""
+
+    def __init__(self, quality: int = 95):
+        self.quality = int(quality)
+        self.name = f"jpeg{self.quality}"
+        self._encoded: dict[int, list[str]] = {}  # id(decoded video) -> its frames' base64 JPEGs
+
+    def __call__(self, video: SampledVideo) -> SampledVideo:
+        encoded = encode_jpeg_frames(video.frames, self.quality)
+        frames = np.stack([decode_jpeg_frame(b) for b in encoded])
+        decoded = SampledVideo(frames=frames, timestamps=video.timestamps, metadata=video.metadata, path=video.path)
+        self._encoded[id(decoded)] = encoded
+        return decoded
+
+    def jpeg_of(self, video: SampledVideo) -> Optional[list[str]]:
+        """The JPEGs a video returned by this transform was decoded from (``None`` for any other video)."""
+        return self._encoded.get(id(video))
+
+
 def jpeg_roundtrip(video: SampledVideo, quality: int = 95) -> SampledVideo:
-    """``video`` with its frames replaced by their JPEG-decoded selves: exactly the pixels a vLLM server
-    decodes from :func:`jpeg_data_url`, so the trainer's forwards see what the rollouts saw."""
-    frames = np.stack([decode_jpeg_frame(b) for b in encode_jpeg_frames(video.frames, quality)])
-    return SampledVideo(frames=frames, timestamps=video.timestamps, metadata=video.metadata, path=video.path)
+    """``video`` with its frames replaced by their JPEG-decoded selves (:class:`JpegRoundTrip`)."""
+    return JpegRoundTrip(quality)(video)
 
 
 # ------------------------------------------------------------------------------------- placeholders
@@ -246,8 +269,9 @@ class VideoFeatureClient:
 
     def render_request(self, payload: VideoPayload) -> dict:
         """The ``/v1/chat/completions/render`` body for one video."""
-        messages = [{"role": "user", "content": [
-            {"type": "video_url", "video_url": {"url": jpeg_data_url(payload.frames, self.jpeg_quality)}}]}]
+        url = ("data:video/jpeg;base64," + ",".join(payload.jpeg) if payload.jpeg is not None
+               else jpeg_data_url(payload.frames, self.jpeg_quality))
+        messages = [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}}]}]
         return {"model": self._client.model, "messages": messages, "max_tokens": 1,
                 "media_io_kwargs": {"video": payload.media_io_kwargs()},
                 "mm_processor_kwargs": {"do_sample_frames": False}}
