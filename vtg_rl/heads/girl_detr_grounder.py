@@ -9,12 +9,13 @@ so a prediction sees exactly the features training saw.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
 
-HEAD_CONFIG = "head_config.json"
+from vtg_rl.heads.grounder import read_head_config
+from vtg_rl.heads.grounder import write_head_config as _write
+
 KIND = "girl_detr"
 
 
@@ -23,12 +24,9 @@ def write_head_config(directory: str | os.PathLike, cfg) -> Path | None:
     on precomputed release features (``--video_feature_dirs``) cannot see raw video: nothing is written."""
     if getattr(cfg, "video_feature_dirs", None):
         return None
-    path = Path(directory) / HEAD_CONFIG
-    path.write_text(json.dumps({
-        "kind": KIND, "clip_model": str(Path(cfg.clip_model).resolve()), "clip_len": float(cfg.clip_len),
-        "frames_per_clip": int(cfg.frames_per_clip), "patch_grid": int(cfg.patch_grid),
-        "max_video_len": int(cfg.max_video_len)}, indent=2) + "\n")
-    return path
+    return _write(directory, KIND, clip_model=cfg.clip_model, clip_len=float(cfg.clip_len),
+                  frames_per_clip=int(cfg.frames_per_clip), patch_grid=int(cfg.patch_grid),
+                  max_video_len=int(cfg.max_video_len))
 
 
 class GirlDetrGrounder:
@@ -41,12 +39,7 @@ class GirlDetrGrounder:
         from vtg_rl.heads.girl_detr import GirlDetr
 
         folder = Path(folder)
-        cfg_path = folder / HEAD_CONFIG
-        if not cfg_path.is_file():
-            raise FileNotFoundError(f"{cfg_path}: not a GIRL-DETR folder written by recipes/girl_detr.py or tprl.py")
-        cfg = json.loads(cfg_path.read_text())
-        if cfg.get("kind") != KIND:
-            raise ValueError(f"{cfg_path}: kind {cfg.get('kind')!r} is not {KIND!r}")
+        cfg = read_head_config(folder, KIND, written_by="recipes/girl_detr.py or recipes/tprl.py")
         extractor = ClipFeatureExtractor(cfg["clip_model"], clip_len=cfg["clip_len"],
                                          frames_per_clip=cfg["frames_per_clip"], device=device,
                                          patch_grid=cfg.get("patch_grid", 0))

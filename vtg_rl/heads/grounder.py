@@ -13,13 +13,33 @@ from pathlib import Path
 HEAD_CONFIG = "head_config.json"
 
 
+def write_head_config(directory: str | os.PathLike, kind: str, **fields) -> Path:
+    """Write ``directory/head_config.json``: the head ``kind`` and what its grounder needs (the frozen CLIP
+    path, stored absolute, and how clips were sampled)."""
+    if "clip_model" in fields:
+        fields["clip_model"] = str(Path(fields["clip_model"]).resolve())
+    path = Path(directory) / HEAD_CONFIG
+    path.write_text(json.dumps({"kind": kind, **fields}, indent=2) + "\n")
+    return path
+
+
+def read_head_config(folder: str | os.PathLike, kind: str | None = None, written_by: str = "a vtg-rl head recipe") -> dict:
+    """``folder/head_config.json`` as a dict; a clear error when it is missing or (with ``kind``) is another
+    head's."""
+    path = Path(folder) / HEAD_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a head folder written by {written_by} (no {HEAD_CONFIG})")
+    cfg = json.loads(path.read_text())
+    if kind is not None and cfg.get("kind") != kind:
+        raise ValueError(f"{path}: kind {cfg.get('kind')!r} is not {kind!r}")
+    return cfg
+
+
 class HeadGrounder:
     @staticmethod
     def from_pretrained(folder: str | os.PathLike, device: str = "cpu"):
         path = Path(folder) / HEAD_CONFIG
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: not a vtg-rl head folder (no {HEAD_CONFIG})")
-        kind = json.loads(path.read_text()).get("kind")
+        kind = read_head_config(folder).get("kind")
         if kind == "r2_tuning":
             from vtg_rl.heads.r2_grounder import R2Grounder
 

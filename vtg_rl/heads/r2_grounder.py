@@ -10,7 +10,6 @@ sampling the adapter was trained with, so the folder is all :class:`R2Grounder` 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -18,22 +17,19 @@ import numpy as np
 import torch
 
 from vtg_rl.heads.features import encode_query, load_clip_encoder, num_clips
+from vtg_rl.heads.grounder import read_head_config
+from vtg_rl.heads.grounder import write_head_config as _write
 from vtg_rl.heads.r2_features import collate_r2, video_layer_states
 from vtg_rl.heads.r2_tuning import load_r2
 
-HEAD_CONFIG = "head_config.json"
 KIND = "r2_tuning"
 
 
 def write_head_config(directory: str | os.PathLike, clip_model: str, clip_len: float, frames_per_clip: int,
                       num_clip_layers: int) -> Path:
     """Record what a grounder needs next to the adapter weights (the CLIP path is stored absolute)."""
-    path = Path(directory) / HEAD_CONFIG
-    path.write_text(json.dumps({"kind": KIND, "weights": "model.safetensors", "model_config": "r2_config.json",
-                                "clip_model": str(Path(clip_model).resolve()), "clip_len": float(clip_len),
-                                "frames_per_clip": int(frames_per_clip), "num_clip_layers": int(num_clip_layers)},
-                               indent=2) + "\n")
-    return path
+    return _write(directory, KIND, weights="model.safetensors", model_config="r2_config.json", clip_model=clip_model,
+                  clip_len=float(clip_len), frames_per_clip=int(frames_per_clip), num_clip_layers=int(num_clip_layers))
 
 
 class R2Grounder:
@@ -44,12 +40,7 @@ class R2Grounder:
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, device: str = "cpu") -> "R2Grounder":
         folder = Path(folder)
-        cfg_path = folder / HEAD_CONFIG
-        if not cfg_path.is_file():
-            raise FileNotFoundError(f"{cfg_path}: not an R2-Tuning folder written by recipes/r2_tuning.py")
-        cfg = json.loads(cfg_path.read_text())
-        if cfg.get("kind") != KIND:
-            raise ValueError(f"{cfg_path}: kind {cfg.get('kind')!r} is not {KIND!r}")
+        cfg = read_head_config(folder, KIND, written_by="recipes/r2_tuning.py")
         encoder = load_clip_encoder(cfg["clip_model"], device)
         model = load_r2(folder, device=device)
         return cls(model, encoder, cfg["clip_len"], cfg["frames_per_clip"], cfg["num_clip_layers"])
