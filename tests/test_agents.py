@@ -20,8 +20,8 @@ from vtg_rl.agents.common import AgentConfig
 from vtg_rl.agents.difficulty import (DifficultyConfig, DifficultyEstimationAgent, difficulty_from_ious,
                                       select_training_subset)
 from vtg_rl.agents.reflection import (BoundaryReflectionAgent, ReflectionConfig, annotated_frame_mask,
-                                      mask_annotated, overlap_fraction, pixel_features, reflect_on_predictions,
-                                      span_appearance_scores)
+                                      mask_annotated, overlap_fraction, reflect_on_predictions)
+from vtg_rl.agents.verification import pixel_features, span_appearance_scores
 from vtg_rl.agents.runner import ResumableRunner, read_partial
 from vtg_rl.data.schema import VTGSample, read_jsonl
 from vtg_rl.data.video import SampledVideo

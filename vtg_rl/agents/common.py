@@ -112,7 +112,7 @@ class ModelGenerator:
         tokens the language model sees), in seconds of the video."""
         import torch
 
-        from vtg_rl.agents.reflection import step_intervals
+        from vtg_rl.agents.verification import step_intervals
 
         if not videos:
             return []
