@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from trl import SFTConfig, SFTTrainer
 
 from vtg_rl.mllm.collator import VideoSFTCollator
+from vtg_rl.mllm.pacing import DifficultyPacedSampler, dataset_difficulties
 from vtg_rl.mllm.video_source import VideoTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,11 @@ class VideoSFTConfig(VideoTrainingArguments, SFTConfig):
     """``SFTConfig`` plus how videos are sampled (:class:`VideoTrainingArguments`) and the target length."""
 
     max_completion_tokens: int = field(default=256, metadata={"help": "truncate targets to this many tokens"})
+    pacing_start_fraction: float = field(default=1.0, metadata={
+        "help": "easy-first pacing: the first epoch draws from this easiest fraction of the data (1.0 = off, "
+                "plain shuffling); see vtg_rl.mllm.pacing"})
+    pacing_full_at_epoch: float = field(default=3.0, metadata={
+        "help": "easy-first pacing: the epoch from which all of the data is drawn (linear growth before it)"})
 
     def __post_init__(self):
         # The collator builds the tokens and labels itself (video tokens need the processor), so TRL's
@@ -69,3 +75,16 @@ class VideoSFTTrainer(SFTTrainer):
                         len(lengths), min(lengths), max(lengths))
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, data_collator=collator, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.args.pacing_start_fraction >= 1.0:
+            return super()._get_train_sampler(train_dataset)
+        if self.args.train_sampling_strategy != "random":
+            raise ValueError("easy-first pacing (--pacing_start_fraction < 1) replaces the Trainer's sampler; it "
+                             f"cannot be combined with --train_sampling_strategy {self.args.train_sampling_strategy}")
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        sampler = DifficultyPacedSampler(dataset_difficulties(dataset), start_fraction=self.args.pacing_start_fraction,
+                                         full_at_epoch=self.args.pacing_full_at_epoch, seed=self.args.seed)
+        logger.info("easy-first pacing: epoch 0 draws from the easiest %d of %d rows, all from epoch %g",
+                    len(sampler.pool(0)), len(sampler), self.args.pacing_full_at_epoch)
+        return sampler
