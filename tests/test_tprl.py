@@ -91,6 +91,27 @@ def test_tprl_trainer_keeps_the_backbone_bit_identical(tmp_path, backbone_dropou
     assert {"tprl/refine", "tprl/topk", "tprl/rl", "tprl/greedy_iou"} <= logged
 
 
+def test_head_only_supervised_control_keeps_the_backbone_bit_identical(tmp_path):
+    """TPRL's control arm (the supervised loss on the same head) obeys the same isolation."""
+    from vtg_rl.heads.head_trainer import GirlDetrTrainingConfig, HeadOnlySupervisedTrainer
+    from vtg_rl.heads.losses import DetrGroundingLoss
+
+    torch.manual_seed(0)
+    model = GirlDetr(GirlDetrConfig(**SMALL))
+    args = GirlDetrTrainingConfig(output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=4,
+                                  learning_rate=1e-2, logging_steps=2, save_strategy="no", report_to=[],
+                                  disable_tqdm=True, use_cpu=True)
+    with pytest.raises(ValueError, match="freeze_backbone"):
+        HeadOnlySupervisedTrainer(model=model, args=args, train_dataset=items(), data_collator=collate_features)
+    freeze_backbone(model)
+    snap = backbone_snapshot(model)
+    head_before = [p.detach().clone() for p in model.head_parameters()]
+    HeadOnlySupervisedTrainer(model=model, args=args, train_dataset=items(), data_collator=collate_features,
+                              criterion=DetrGroundingLoss()).train()
+    assert changed_backbone_tensors(model, snap) == []
+    assert any(not torch.equal(a, b) for a, b in zip(head_before, model.head_parameters()))
+
+
 class ToyHead(nn.Module):
     """A non-DETR head that follows the protocol: fixed candidate spans, a frozen 'backbone' and a
     linear scorer. Only REINFORCE can improve it (the spans never move)."""
@@ -200,3 +221,17 @@ def test_recipes_end_to_end(tiny_clip_dir, synthetic_world, tmp_path):
     assert tprl["backbone_bit_identical"] and tprl["trainable_params"] < tprl["total_params"]
     assert tprl["eval_before"]["R1@0.7"] == resumed["eval"]["R1@0.7"]
     assert (tmp_path / "tprl" / "final" / "model.safetensors").is_file()
+
+
+def test_policy_top_k_draws_only_among_the_best_scored_queries():
+    model = ToyHead()
+    with torch.no_grad():
+        model.scorer.weight.zero_()
+        model.scorer.bias.copy_(torch.tensor([2.0, 1.9, 0, 0, 0, 0, 0, 0]))  # queries 0 and 1 rank first
+    x = torch.randn(4, 16)
+    targets = [{"spans": model.candidates[5][None]} for _ in range(4)]  # far from queries 0 and 1
+    g = torch.Generator().manual_seed(0)
+    _, logs = tprl_loss(model(x), targets, 1.0, TPRLConfig(stage3_start=0.0, num_samples=64, policy_top_k=2), generator=g)
+    assert logs["tprl/sampled_iou"] == 0.0
+    _, logs = tprl_loss(model(x), targets, 1.0, TPRLConfig(stage3_start=0.0, num_samples=64), generator=g)
+    assert logs["tprl/sampled_iou"] > 0.0

@@ -19,8 +19,8 @@ from transformers.trainer_utils import get_last_checkpoint, set_seed
 from vtg_rl.data.schema import VTGSample, read_jsonl
 from vtg_rl.heads.feature_dataset import FeatureDataset, collate_features, make_dataset
 from vtg_rl.heads.girl_detr import GirlDetr, GirlDetrConfig
-from vtg_rl.heads.head_trainer import (GirlDetrTrainer, GirlDetrTrainingConfig, HeadTrainingConfig, TPRLTrainer,
-                                       TPRLTrainingConfig)
+from vtg_rl.heads.head_trainer import (GirlDetrTrainer, GirlDetrTrainingConfig, HeadOnlySupervisedTrainer,
+                                       HeadTrainingConfig, TPRLTrainer, TPRLTrainingConfig)
 from vtg_rl.heads.losses import DetrGroundingLoss, LossWeights
 from vtg_rl.heads.matcher import HungarianMatcher, MatcherWeights
 from vtg_rl.heads.predictions import headline, predict, score_predictions
@@ -135,31 +135,62 @@ def run_girl_detr(cfg: GirlDetrTrainingConfig, datasets: Optional[tuple] = None)
                                                  "config": asdict(model_cfg)})
 
 
-# --------------------------------------------------------------------------- TPRL
-def run_tprl(cfg: TPRLTrainingConfig, datasets: Optional[tuple] = None, model: Optional[GirlDetr] = None) -> dict:
-    """Post-train a supervised head with TPRL on a frozen backbone; checks gradient isolation."""
-    set_seed(cfg.seed)
-    train_ds, eval_ds = datasets or build_datasets(cfg)
-    if model is None:
-        if not Path(cfg.supervised_checkpoint).is_dir():
-            raise FileNotFoundError(f"{cfg.supervised_checkpoint}: no supervised head; run recipes/girl_detr.py first "
-                                    "or pass --supervised_checkpoint")
-        model = GirlDetr.load(cfg.supervised_checkpoint)
+# --------------------------------------------------------------------------- post-training (head only)
+def _post_train(cfg: HeadTrainingConfig, datasets: tuple, model: GirlDetr, make_trainer, extra: dict) -> dict:
+    """Freeze all but the head, train it with ``make_trainer(model, train_ds, eval_ds)``, prove that no
+    backbone tensor moved, and finish the run (scores before / after, trainable fraction)."""
+    train_ds, eval_ds = datasets
     before_rows = predict(model, eval_ds, batch_size=cfg.per_device_eval_batch_size, top_k=cfg.top_k_windows)
     before = score_predictions(before_rows, eval_ds.samples, cfg.eval_protocol)
     trainable, total = freeze_backbone(model)
-    if trainable / total >= cfg.max_trainable_fraction:
+    max_fraction = getattr(cfg, "max_trainable_fraction", 0.05)
+    if trainable / total >= max_fraction:
         raise ValueError(f"{trainable}/{total} = {trainable / total:.1%} of the parameters would train; "
-                         f"TPRL allows < {cfg.max_trainable_fraction:.0%}")
+                         f"head-only post-training allows < {max_fraction:.0%}")
     snapshot = backbone_snapshot(model)
-    trainer = TPRLTrainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
-                          data_collator=collate_features, tprl_config=cfg.tprl_config(),
-                          top_k_windows=cfg.top_k_windows, eval_protocol=cfg.eval_protocol)
+    trainer = make_trainer(model, train_ds, eval_ds)
     trainer.train(resume_from_checkpoint=_resume(cfg))
     changed = changed_backbone_tensors(model, snapshot)
     if changed:
-        raise RuntimeError(f"gradient isolation broken: backbone tensors changed during TPRL: {changed[:5]}")
+        raise RuntimeError(f"gradient isolation broken: backbone tensors changed during post-training: {changed[:5]}")
     return finish(trainer, model, eval_ds, cfg, {
-        "stage": "tprl", "supervised_checkpoint": cfg.supervised_checkpoint, "eval_before": before,
-        "trainable_params": trainable, "total_params": total, "trainable_fraction": trainable / total,
-        "backbone_bit_identical": True})
+        **extra, "eval_before": before, "trainable_params": trainable, "total_params": total,
+        "trainable_fraction": trainable / total, "backbone_bit_identical": True})
+
+
+def _load_supervised(path: str) -> GirlDetr:
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"{path}: no supervised head; run recipes/girl_detr.py first "
+                                "or pass --supervised_checkpoint")
+    return GirlDetr.load(path)
+
+
+def run_tprl(cfg: TPRLTrainingConfig, datasets: Optional[tuple] = None, model: Optional[GirlDetr] = None) -> dict:
+    """Post-train a supervised head with TPRL on a frozen backbone; checks gradient isolation."""
+    set_seed(cfg.seed)
+    datasets = datasets or build_datasets(cfg)
+    model = model if model is not None else _load_supervised(cfg.supervised_checkpoint)
+
+    def make_trainer(m, train_ds, eval_ds):
+        return TPRLTrainer(model=m, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
+                           data_collator=collate_features, tprl_config=cfg.tprl_config(),
+                           top_k_windows=cfg.top_k_windows, eval_protocol=cfg.eval_protocol)
+
+    return _post_train(cfg, datasets, model, make_trainer,
+                       {"stage": "tprl", "supervised_checkpoint": cfg.supervised_checkpoint})
+
+
+def run_head_finetune(cfg: GirlDetrTrainingConfig, datasets: tuple, model: GirlDetr,
+                      backbone_dropout: bool = False) -> dict:
+    """TPRL's control arm: continue the *supervised* loss (Hungarian matching, the recipe's loss weights)
+    on exactly the parameters TPRL trains, frozen backbone, with ``cfg``'s optimiser settings."""
+    set_seed(cfg.seed)
+    criterion = DetrGroundingLoss(_sub(cfg, LossWeights, "loss_"), HungarianMatcher(_sub(cfg, MatcherWeights)))
+
+    def make_trainer(m, train_ds, eval_ds):
+        return HeadOnlySupervisedTrainer(model=m, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
+                                         data_collator=collate_features, criterion=criterion,
+                                         backbone_dropout=backbone_dropout, top_k_windows=cfg.top_k_windows,
+                                         eval_protocol=cfg.eval_protocol)
+
+    return _post_train(cfg, datasets, model, make_trainer, {"stage": "supervised_head_finetune"})

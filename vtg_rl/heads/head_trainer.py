@@ -94,6 +94,8 @@ class TPRLArguments:
     tprl_top_k: int = 3
     tprl_temperature: float = 0.5
     tprl_num_samples: int = 3
+    tprl_policy_top_k: int = field(default=0, metadata={
+        "help": "stage 3 draws among this many top-scoring queries (0 = all)"})
     tprl_refine_weight: float = 1.0
     tprl_topk_weight: float = 1.0
     tprl_rl_weight: float = 1.0
@@ -167,6 +169,30 @@ class GirlDetrTrainer(HeadTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
+def check_head_only(model, trainer_name: str) -> None:
+    """Raise unless the model's trainable parameters are exactly (a subset of) its head."""
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    head = {id(p) for p in model.head_parameters()}
+    if not trainable or not trainable <= head:
+        raise ValueError(f"{trainer_name} needs a model whose only trainable parameters are its head "
+                         "(call vtg_rl.heads.tprl.freeze_backbone(model) first)")
+
+
+class HeadOnlySupervisedTrainer(GirlDetrTrainer):
+    """TPRL's control arm: the supervised set-prediction loss on the same frozen backbone and the same
+    trainable head, so "TPRL helps" can be told apart from "more steps / more data on the head help".
+    ``backbone_dropout`` plays the role it plays in TPRL (frozen backbone's dropout on or off)."""
+
+    def __init__(self, *args, backbone_dropout: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.backbone_dropout = backbone_dropout
+        check_head_only(self.model, type(self).__name__)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        model.train(self.backbone_dropout)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
 class TPRLTrainer(HeadTrainer):
     """TPRL on a frozen backbone: the objective of :func:`vtg_rl.heads.tprl.tprl_loss` with the stage
     schedule driven by ``global_step / max_steps``. The model must already be frozen
@@ -175,11 +201,7 @@ class TPRLTrainer(HeadTrainer):
     def __init__(self, *args, tprl_config: Optional[TPRLConfig] = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.tprl_config = tprl_config or TPRLConfig()
-        trainable = {id(p) for p in self.model.parameters() if p.requires_grad}
-        head = {id(p) for p in self.model.head_parameters()}
-        if not trainable or not trainable <= head:
-            raise ValueError("TPRLTrainer needs a model whose only trainable parameters are its head "
-                             "(call vtg_rl.heads.tprl.freeze_backbone(model) first)")
+        check_head_only(self.model, type(self).__name__)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # the backbone is frozen either way; with backbone_dropout its dropout stays on, so the features the

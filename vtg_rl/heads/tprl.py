@@ -20,7 +20,8 @@ Stages, over training progress p in [0, 1]:
 3. from ``stage3_start``: self-critical REINFORCE over *which query to output*: policy
    softmax(confidence / T) with the confidence in [0, 1] (:func:`query_confidence`, the number written
    next to each window), ``num_samples`` draws, reward = tIoU (:mod:`vtg_rl.spans`), baseline = the
-   greedy query's reward. On log-scores instead of a [0, 1] confidence the policy is so peaked that the
+   greedy query's reward; ``policy_top_k`` restricts the draws to the highest-scoring queries. On
+   log-scores instead of a [0, 1] confidence the policy is so peaked that the
    draws almost always repeat the greedy choice and the advantage is ~0 (seen in a trial).
 
 The IoU head (when present) is kept calibrated throughout, because it is part of the score.
@@ -55,6 +56,11 @@ class TPRLConfig:
     top_k: int = 3
     temperature: float = 0.5
     num_samples: int = 3
+    # stage 3 draws only among the ``policy_top_k`` highest-scoring queries (0 = all of them): with all 10,
+    # most draws land on queries that are plainly wrong (negative advantage, ~9 in 10 groups have no draw
+    # better than the greedy one), which sharpens the ranking the head already has instead of reordering
+    # its plausible candidates
+    policy_top_k: int = 0
     refine_weight: float = 1.0
     topk_weight: float = 1.0
     rl_weight: float = 1.0
@@ -69,8 +75,8 @@ class TPRLConfig:
     def __post_init__(self):
         if not 0 <= self.stage2_start <= 1 or not 0 <= self.stage3_start <= 1 or self.stage2_ramp < 0:
             raise ValueError(f"TPRL stage boundaries must lie in [0, 1]: {self}")
-        if self.top_k < 1 or self.num_samples < 1 or self.temperature <= 0:
-            raise ValueError(f"TPRL needs top_k >= 1, num_samples >= 1, temperature > 0: {self}")
+        if self.top_k < 1 or self.num_samples < 1 or self.temperature <= 0 or self.policy_top_k < 0:
+            raise ValueError(f"TPRL needs top_k >= 1, num_samples >= 1, temperature > 0, policy_top_k >= 0: {self}")
 
     def stage_weights(self, progress: float) -> tuple[float, float, float]:
         """(stage 1, stage 2, stage 3) weights at training progress ``progress`` in [0, 1]."""
@@ -178,7 +184,11 @@ def tprl_loss(outputs: dict, targets: list[dict], progress: float, cfg: TPRLConf
         weight = (1 - top_iou) * keep
         parts["topk"] = ((weight * regression(top)).sum(1) / keep.sum(1).clamp(min=1)).mean()
     if w3 > 0:
-        logp = F.log_softmax((confidence / cfg.temperature).masked_fill(~valid, float("-inf")), -1)
+        allowed = valid
+        if 0 < cfg.policy_top_k < scores.shape[1]:
+            cut = scores.topk(cfg.policy_top_k, dim=1).values[:, -1:]
+            allowed = valid & (scores >= cut)
+        logp = F.log_softmax((confidence / cfg.temperature).masked_fill(~allowed, float("-inf")), -1)
         draws = torch.multinomial(logp.detach().exp(), cfg.num_samples, replacement=True, generator=generator)
         reward = iou[ar[:, None], draws]
         advantage = reward - greedy[:, None]  # self-critical: the greedy choice is the baseline
