@@ -44,6 +44,33 @@ def test_synthetic_traces_are_faithful(world_samples):
         assert [round(start, 2), round(end, 2)] == [round(v, 2) for v in s.windows[0]]
 
 
+def test_synthetic_traces_list_every_shape_in_order(world_samples):
+    import re
+
+    for s in world_samples:
+        think = synthetic_trace(s).split("</think>")[0]
+        listed = [(float(a), float(b), d) for a, b, d in re.findall(r"([\d.]+) s to ([\d.]+) s: ([a-z ]+)\.", think)]
+        truth = [(s.windows[0][0], s.windows[0][1], s.meta["target"]["description"])]
+        truth += [(d["span"][0], d["span"][1], d["description"]) for d in s.meta["distractors"]]
+        assert sorted(listed) == sorted(truth), (s.qid, think)
+        assert [x[:2] for x in listed] == sorted(x[:2] for x in listed)  # in the order they appear
+        assert think.endswith(f"the query names the {s.meta['target']['description']}.")
+
+
+def test_prompt_puts_only_fixed_text_after_the_video(tiny_qwen_dir, world_samples):
+    # the rotary phase between the answer and the video depends on the tokens in between (prompts.py)
+    from transformers import AutoProcessor
+
+    from vtg_rl.mllm.prompts import grounding_messages
+    from vtg_rl.mllm.video_inputs import render_prompt
+
+    processor = AutoProcessor.from_pretrained(tiny_qwen_dir)
+    rendered = [render_prompt(processor, grounding_messages(s), add_generation_prompt=True) for s in world_samples[:6]]
+    assert len({r.split("<|vision_end|>")[1] for r in rendered}) == 1
+    for s, r in zip(world_samples, rendered):
+        assert r.count("<|video_pad|>") == 1 and s.query.strip() in r.split("<|vision_start|>")[0]
+
+
 def test_trace_quality_filter(world_samples):
     s = world_samples[0]
     start, end = s.windows[0]

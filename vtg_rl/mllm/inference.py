@@ -40,7 +40,7 @@ def _batches(items: list, size: int) -> Iterable[list]:
 @torch.no_grad()
 def generate_answers(model, processor, samples: list[VTGSample], sampling: Optional[VideoSampling] = None,
                      batch_size: int = 8, do_sample: bool = False, num_return_sequences: int = 1,
-                     temperature: float = 1.0, max_new_tokens: int = 96, progress: bool = True,
+                     temperature: float = 1.0, max_new_tokens: int = 160, progress: bool = True,
                      desc: str = "generate",
                      frame_transform: Optional[Callable[[VTGSample, object], object]] = None) -> list[list[str]]:
     """Generate ``num_return_sequences`` completions per sample (greedy by default).
@@ -128,7 +128,7 @@ def score_completions(samples: list[VTGSample], completions: list[str]) -> dict[
 
 
 def evaluate_model(model, processor, samples: list[VTGSample], sampling: Optional[VideoSampling] = None,
-                   batch_size: int = 8, max_new_tokens: int = 96, progress: bool = True,
+                   batch_size: int = 8, max_new_tokens: int = 160, progress: bool = True,
                    submission_path: Optional[str] = None) -> dict[str, float]:
     """Greedy answers on held-out samples -> metrics (and optionally a submission jsonl)."""
     completions = generate_answers(model, processor, samples, sampling=sampling, batch_size=batch_size,

@@ -12,35 +12,48 @@ from typing import Optional
 
 from vtg_rl.data.schema import VTGSample
 
-GROUNDING_INSTRUCTION = (
-    "The video is {duration:.2f} seconds long. When does this happen: {query} "
-    "Think inside <think></think>, then give the start and end in seconds inside <answer></answer>, "
-    "as <answer>S to E</answer>."
-)
+# The question goes before the video and only fixed text follows it. Why: Qwen2.5-VL places the text after
+# a video at a fixed offset from the video's first temporal position, so the rotary phase between an
+# answer token and the video token of second s is a function of s alone *if* the number of tokens in
+# between is the same for every sample. A query (or a duration) of varying length between the video and
+# the answer shifts that phase by a few positions per sample, i.e. by seconds, and the tiny model's
+# cold start sat ~1,000 steps on the baseline plateau with the query after the video (README, SFT).
+GROUNDING_QUESTION = "The video is {duration:.2f} seconds long. When does this happen: {query}"
+GROUNDING_FORMAT = ("Think inside <think></think>, then give the start and end in seconds inside "
+                    "<answer></answer>, as <answer>S to E</answer>.")
+GROUNDING_INSTRUCTION = GROUNDING_QUESTION + " " + GROUNDING_FORMAT
 
-QA_INSTRUCTION = (
-    "The video is {duration:.2f} seconds long. Question: {query}\nOptions:\n{options}\n"
-    "Think inside <think></think>, then give the option letter and the start and end in seconds of the "
-    "evidence inside <answer></answer>, as <answer>X; S to E</answer>."
-)
+QA_QUESTION = "The video is {duration:.2f} seconds long. Question: {query}\nOptions:\n{options}"
+QA_FORMAT = ("Think inside <think></think>, then give the option letter and the start and end in seconds of the "
+             "evidence inside <answer></answer>, as <answer>X; S to E</answer>.")
+QA_INSTRUCTION = QA_QUESTION + "\n" + QA_FORMAT
 
 
 def format_options(options: list[str]) -> str:
     return "\n".join(f"({chr(ord('A') + i)}) {opt}" for i, opt in enumerate(options))
 
 
-def prompt_text(sample: VTGSample) -> str:
-    """The user instruction for one sample (grounding, or grounded QA when it has options)."""
+def prompt_parts(sample: VTGSample) -> tuple[str, str]:
+    """(question, answer format) for one sample: the text before and the fixed text after the video."""
     query = sample.query.strip()
     if sample.options:
-        return QA_INSTRUCTION.format(duration=sample.duration, query=query,
-                                     options=format_options(sample.options))
-    return GROUNDING_INSTRUCTION.format(duration=sample.duration, query=query)
+        return QA_QUESTION.format(duration=sample.duration, query=query,
+                                  options=format_options(sample.options)), QA_FORMAT
+    return GROUNDING_QUESTION.format(duration=sample.duration, query=query), GROUNDING_FORMAT
+
+
+def prompt_text(sample: VTGSample) -> str:
+    """The whole user instruction for one sample as one string (grounding, or grounded QA with options)."""
+    question, answer_format = prompt_parts(sample)
+    return question + ("\n" if sample.options else " ") + answer_format
 
 
 def grounding_messages(sample: VTGSample, answer: Optional[str] = None) -> list[dict]:
-    """Chat messages: one user turn (video + instruction), plus the assistant turn when ``answer`` is given."""
-    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt_text(sample)}]}]
+    """Chat messages: one user turn (question, video, answer format), plus the assistant turn when
+    ``answer`` is given."""
+    question, answer_format = prompt_parts(sample)
+    content = [{"type": "text", "text": question + "\n"}, {"type": "video"}, {"type": "text", "text": answer_format}]
+    messages = [{"role": "user", "content": content}]
     if answer is not None:
         messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
     return messages

@@ -27,24 +27,28 @@ def _fmt_span(span) -> str:
 
 
 def synthetic_trace(sample: VTGSample) -> Optional[str]:
-    """A faithful trace for a synthetic-world sample (``None`` for other samples).
+    """A faithful trace for a synthetic-world sample (``None`` for other samples): what is seen when,
+    every shape in the order it appears, then which one the query names.
 
-    >>> # e.g. "<think>the red circle is visible from 3.0 s to 7.5 s. the orange circle at 10.0 s to
-    >>> # 12.0 s is a different colour.</think><answer>3.00 to 7.50</answer>"
+    >>> # e.g. "<think>1.0 s to 2.5 s: yellow cross. 3.0 s to 7.5 s: red circle. 10.0 s to 12.0 s:
+    >>> # orange circle. the query names the red circle.</think><answer>3.00 to 7.50</answer>"
+
+    Why every shape and not only the target: each listed span is one more lesson in reading time off
+    the video per sample (the cold start's bottleneck, README "Cold-start SFT"), and naming the other
+    shapes teaches the colours and shapes the query has to be told apart from.
     """
     meta = sample.meta or {}
     target = meta.get("target")
     if not target or not sample.windows:
         return None
     start, end = sample.windows[0]
-    thoughts = [f"the {target['description']} is visible from {_fmt_span((start, end))}."]
-    # Name one look-alike when there is one: this is the confusion the model most needs to resolve.
-    for d in meta.get("distractors", []):
-        if d.get("lookalike") and d.get("span"):
-            same_shape = d.get("shape") == target.get("shape")
-            reason = "a different colour" if same_shape else "a different shape"
-            thoughts.append(f"the {d['description']} at {_fmt_span(d['span'])} is {reason}.")
-            break
+    # the target at its annotated span (a partial annotation's unannotated repeat is not the answer)
+    seen = [((float(start), float(end)), target["description"])]
+    seen += [((float(d["span"][0]), float(d["span"][1])), d["description"])
+             for d in meta.get("distractors", []) if d.get("span")]
+    seen.sort(key=lambda item: item[0])
+    thoughts = [f"{_fmt_span(span)}: {description}." for span, description in seen]
+    thoughts.append(f"the query names the {target['description']}.")
     answer = format_answer(start, end)
     if sample.options and sample.answer:
         answer = answer.replace("<answer>", f"<answer>{sample.answer}; ")
@@ -59,7 +63,7 @@ def template_trace(sample: VTGSample) -> Optional[str]:
     answer = format_answer(start, end)
     if sample.options and sample.answer:
         answer = answer.replace("<answer>", f"<answer>{sample.answer}; ")
-    return f"<think>the moment matching the query is from {_fmt_span((start, end))}.</think>{answer}"
+    return f"<think>from {_fmt_span((start, end))} the moment matches the query.</think>{answer}"
 
 
 class TraceBank:
