@@ -3,6 +3,9 @@
     python benchmarks/sft_synthetic.py                 # full measurement (recipe defaults, >= 500 held-out)
     python benchmarks/sft_synthetic.py --max_steps 50  # any recipe flag overrides
 
+The world is its own (runs/bench/world: 4,000 samples, 600 held-out; override with --synthetic_dir), generated
+before the clock starts: ``wall_s`` is training plus the before/after evals, ``world_gen_s`` is reported apart.
+
 Writes benchmarks/results/sft_synthetic.json with miou_before, miou_after, r1_05_after,
 format_rate_after, baseline_mean_span_miou, baseline_whole_video_miou, wall_s, peak_rss_mb, and keeps
 the checkpoint (runs/sft/checkpoint-final by default) for the GRPO benchmark.
@@ -26,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from trl import ModelConfig  # noqa: E402
 
-from vtg_rl.mllm.recipe_common import load_split, parse_recipe_args  # noqa: E402
+from vtg_rl.mllm.recipe_common import ensure_synthetic_world, load_split, parse_recipe_args  # noqa: E402
 from vtg_rl.mllm.sft import VideoSFTConfig  # noqa: E402
 from vtg_rl.mllm.sft_recipe import SFTScriptArguments, run_sft  # noqa: E402
 from vtg_rl.spans import temporal_iou  # noqa: E402
@@ -46,10 +49,25 @@ def baselines(train, test) -> dict[str, float]:
     }
 
 
+BENCH_WORLD_DIR = "runs/bench/world"
+MIN_EVAL_SAMPLES = 500  # DESIGN §7: 100 held-out samples give +-0.035 mIoU
+
+
 def main() -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if script_uses_default_world(sys.argv[1:]):
+        sys.argv[1:1] = ["--synthetic_dir", BENCH_WORLD_DIR]
     script_args, training_args, model_args = parse_recipe_args(
         (SFTScriptArguments, VideoSFTConfig, ModelConfig), str(ROOT / "recipes/configs/sft_synthetic.yaml"))
+    t_world = time.time()
+    if script_args.dataset == "synthetic":
+        ensure_synthetic_world(script_args.synthetic_dir, script_args.synthetic_n, script_args.synthetic_seed,
+                               script_args.synthetic_partial_rate)
+    world_gen_s = time.time() - t_world
+    n_eval = len(load_split(script_args, "eval"))
+    if n_eval < MIN_EVAL_SAMPLES:
+        logging.warning("only %d held-out samples in %s (the issue asks for >= %d): the mIoU is noisier",
+                        n_eval, script_args.synthetic_dir, MIN_EVAL_SAMPLES)
     load_before = os.getloadavg()
     t0 = time.time()
     result = run_sft(script_args, training_args, model_args)
@@ -70,6 +88,7 @@ def main() -> dict:
         "max_steps": training_args.max_steps,
         "checkpoint": str(Path(training_args.output_dir) / "checkpoint-final"),
         "wall_s": wall,
+        "world_gen_s": world_gen_s,
         "train_wall_s": result["train_wall_s"],
         "train_s_per_step": result["train_wall_s"] / training_args.max_steps,
         "per_device_train_batch_size": training_args.per_device_train_batch_size,
@@ -90,6 +109,11 @@ def main() -> dict:
         print(f"{k:<28}{v:>12.4f}" if isinstance(v, float) else f"{k:<28}{str(v):>12}")
     print(f"\nwrote {dest}")
     return out
+
+
+def script_uses_default_world(argv: list[str]) -> bool:
+    """True unless the command line names a world, a dataset or a config of its own."""
+    return not any(a.split("=")[0] in ("--synthetic_dir", "--dataset", "--config") for a in argv)
 
 
 if __name__ == "__main__":
