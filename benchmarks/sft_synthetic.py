@@ -64,16 +64,15 @@ def main() -> dict:
         ensure_synthetic_world(script_args.synthetic_dir, script_args.synthetic_n, script_args.synthetic_seed,
                                script_args.synthetic_partial_rate)
     world_gen_s = time.time() - t_world
-    n_eval = len(load_split(script_args, "eval"))
-    if n_eval < MIN_EVAL_SAMPLES:
+    test = load_split(script_args, "eval")
+    if len(test) < MIN_EVAL_SAMPLES:
         logging.warning("only %d held-out samples in %s (the issue asks for >= %d): the mIoU is noisier",
-                        n_eval, script_args.synthetic_dir, MIN_EVAL_SAMPLES)
+                        len(test), script_args.synthetic_dir, MIN_EVAL_SAMPLES)
     load_before = os.getloadavg()
     t0 = time.time()
     result = run_sft(script_args, training_args, model_args)
     wall = time.time() - t0
     load_after = os.getloadavg()
-    test = load_split(script_args, "eval")
     train = load_split(script_args, "train")
     out = {
         "miou_before": result.get("before", {}).get("miou"),

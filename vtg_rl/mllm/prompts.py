@@ -15,12 +15,13 @@ from vtg_rl.data.schema import VTGSample
 # The question goes before the video and only fixed text follows it. Why: Qwen2.5-VL places the text after
 # a video at a fixed offset from the video's first temporal position, so the rotary phase between an
 # answer token and the video token of second s is a function of s alone *if* the number of tokens in
-# between is the same for every sample. A query (or a duration) of varying length between the video and
-# the answer shifts that phase by a few positions per sample, i.e. by seconds, and the tiny model's
-# cold start sat ~1,000 steps on the baseline plateau with the query after the video (README, SFT).
+# between is the same for every sample; a query of varying length in between shifts it per sample.
+# (On its own this did not shorten the tiny model's cold-start plateau in a trial; the every-shape
+# traces of vtg_rl.mllm.reasoning did. README, "Cold-start SFT".)
 GROUNDING_QUESTION = "The video is {duration:.2f} seconds long. When does this happen: {query}"
 GROUNDING_FORMAT = ("Think inside <think></think>, then give the start and end in seconds inside "
                     "<answer></answer>, as <answer>S to E</answer>.")
+# whole instructions, for the tokenizer's training text (vtg_rl.models.tokenizer)
 GROUNDING_INSTRUCTION = GROUNDING_QUESTION + " " + GROUNDING_FORMAT
 
 QA_QUESTION = "The video is {duration:.2f} seconds long. Question: {query}\nOptions:\n{options}"
@@ -40,12 +41,6 @@ def prompt_parts(sample: VTGSample) -> tuple[str, str]:
         return QA_QUESTION.format(duration=sample.duration, query=query,
                                   options=format_options(sample.options)), QA_FORMAT
     return GROUNDING_QUESTION.format(duration=sample.duration, query=query), GROUNDING_FORMAT
-
-
-def prompt_text(sample: VTGSample) -> str:
-    """The whole user instruction for one sample as one string (grounding, or grounded QA with options)."""
-    question, answer_format = prompt_parts(sample)
-    return question + ("\n" if sample.options else " ") + answer_format
 
 
 def grounding_messages(sample: VTGSample, answer: Optional[str] = None) -> list[dict]:

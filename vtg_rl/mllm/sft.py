@@ -38,6 +38,9 @@ class VideoSFTConfig(VideoTrainingArguments, SFTConfig):
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
         self.remove_unused_columns = False
         super().__post_init__()
+        if self.pacing_start_fraction < 1.0 and self.train_sampling_strategy != "random":
+            raise ValueError("easy-first pacing (--pacing_start_fraction < 1) replaces the Trainer's sampler; it "
+                             f"cannot be combined with --train_sampling_strategy {self.train_sampling_strategy}")
 
 
 def vision_tower(model):
@@ -79,9 +82,6 @@ class VideoSFTTrainer(SFTTrainer):
     def _get_train_sampler(self, train_dataset=None):
         if self.args.pacing_start_fraction >= 1.0:
             return super()._get_train_sampler(train_dataset)
-        if self.args.train_sampling_strategy != "random":
-            raise ValueError("easy-first pacing (--pacing_start_fraction < 1) replaces the Trainer's sampler; it "
-                             f"cannot be combined with --train_sampling_strategy {self.args.train_sampling_strategy}")
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         sampler = DifficultyPacedSampler(dataset_difficulties(dataset), start_fraction=self.args.pacing_start_fraction,
                                          full_at_epoch=self.args.pacing_full_at_epoch, seed=self.args.seed)
