@@ -235,3 +235,19 @@ def test_policy_top_k_draws_only_among_the_best_scored_queries():
     assert logs["tprl/sampled_iou"] == 0.0
     _, logs = tprl_loss(model(x), targets, 1.0, TPRLConfig(stage3_start=0.0, num_samples=64), generator=g)
     assert logs["tprl/sampled_iou"] > 0.0
+
+
+def test_refinement_pulls_only_a_top1_window_that_overlaps_its_ground_truth():
+    """Stage 1 with ``refine_overlap_only``: a top-1 window on another moment is left alone (no loss, no
+    gradient); one that overlaps is pulled toward its ground truth. Without the flag both are pulled."""
+    spans = torch.tensor([[[0.2, 0.1], [0.8, 0.1]], [[0.75, 0.2], [0.2, 0.1]]], requires_grad=True)
+    outputs = {"pred_spans": spans, "pred_logits": torch.tensor([[3.0, 0.0], [3.0, 0.0]])}  # query 0 ranks first
+    targets = [{"spans": torch.tensor([[0.8, 0.1]])},  # item 0: top-1 at 0.2 misses it entirely
+               {"spans": torch.tensor([[0.7, 0.2]])}]  # item 1: top-1 at 0.75 overlaps it
+    only = TPRLConfig(refine_overlap_only=True, iou_head_weight=0.0)
+    loss, logs = tprl_loss(outputs, targets, 0.0, only)  # progress 0: stage 1 alone
+    (grad,) = torch.autograd.grad(loss, spans)
+    assert grad[0].abs().sum() == 0 and grad[1, 0].abs().sum() > 0 and grad[1, 1].abs().sum() == 0
+    loss_all, _ = tprl_loss(outputs, targets, 0.0, TPRLConfig(refine_overlap_only=False, iou_head_weight=0.0))
+    (grad_all,) = torch.autograd.grad(loss_all, spans)
+    assert grad_all[0, 0].abs().sum() > 0 and grad_all[1, 0].abs().sum() > 0

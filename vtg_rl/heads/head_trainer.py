@@ -96,6 +96,8 @@ class TPRLArguments:
     tprl_num_samples: int = 3
     tprl_policy_top_k: int = field(default=0, metadata={
         "help": "stage 3 draws among this many top-scoring queries (0 = all)"})
+    tprl_refine_overlap_only: bool = field(default=True, metadata={
+        "help": "stage 1 refines the top-1 window only when it overlaps a ground truth"})
     tprl_refine_weight: float = 1.0
     tprl_topk_weight: float = 1.0
     tprl_rl_weight: float = 1.0
