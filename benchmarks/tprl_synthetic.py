@@ -31,6 +31,7 @@ whether they exceed the seed-to-seed spread, queries won / lost, ``trainable_par
 the control and old-protocol arms, TPRL minus control per seed, the reward signal TPRL sees on each
 training set, the same on val under ``val``, and ``ablation_no_cmi`` / ``ablation_no_tgg`` blocks.
 Everything is cached under ``--out-root``; a re-run only computes what is missing.
+``benchmarks/tprl_ceiling.py`` reuses these supervised heads to bound what *any* head can gain.
 """
 
 from __future__ import annotations
@@ -217,7 +218,11 @@ def tprl_tag(args) -> str:
     # tprl_* knobs count only where they differ from their defaults, so adding a knob keeps the cached runs
     knobs = {f.name: f.default for f in fields(TPRLArguments)}
     keys += sorted(k for k in knobs if getattr(cfg, k) != knobs[k])
-    text = json.dumps({k: str(getattr(cfg, k)) for k in keys}, sort_keys=True)
+    values = {k: str(getattr(cfg, k)) for k in keys}
+    # v2: stage 1 refines only overlapping top-1 windows by default; runs cached under v1 tags (the
+    # old default, with the knob absent) must not be reused for it
+    values["tprl_loss_version"] = "2"
+    text = json.dumps(values, sort_keys=True)
     return f"rl{args.tprl_steps}_{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
@@ -328,7 +333,7 @@ def versus(rows: list[dict], a: str, b: str) -> dict:
     return out
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--ablation-seeds", type=int, nargs="*", default=None, help="default: --seeds; none: skip ablations")
@@ -348,13 +353,11 @@ def main(argv=None) -> int:
     ap.add_argument("--rl-world-seed", type=int, default=1, help="must differ from the supervised world's seed")
     ap.add_argument("--out-root", default="runs/bench/tprl_synthetic")
     ap.add_argument("--results", default=str(RESULT))
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    t_start = time.perf_counter()
-    ablation_seeds = args.seeds if args.ablation_seeds is None else args.ablation_seeds
-    if args.tprl_steps is None:
-        args.tprl_steps = parse(TPRLTrainingConfig, args.tprl_config, {"output_dir": args.out_root}).max_steps
+    return ap
 
+
+def load_data(args) -> tuple:
+    """(supervised config, {"sup_train", "rl"}: training sets, {"val", "test"}: held-out sets of both worlds)."""
     from vtg_rl.data.schema import read_jsonl
     from vtg_rl.heads.feature_dataset import make_dataset
 
@@ -369,6 +372,18 @@ def main(argv=None) -> int:
     eval_sets = {s: JoinedDataset([sup_eval[s], rl_world[s]]) for s in SPLITS}
     print(f"supervised train {len(sup_train)}, RL split {len(data['rl'])}, "
           + ", ".join(f"{s} {len(ds)}" for s, ds in eval_sets.items()), flush=True)
+    return base, data, eval_sets
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    t_start = time.perf_counter()
+    ablation_seeds = args.seeds if args.ablation_seeds is None else args.ablation_seeds
+    if args.tprl_steps is None:
+        args.tprl_steps = parse(TPRLTrainingConfig, args.tprl_config, {"output_dir": args.out_root}).max_steps
+    base, data, eval_sets = load_data(args)
+    sup_train = data["sup_train"]
 
     runs = {"full": [one_run("full", s, args, data, eval_sets, args.arms) for s in args.seeds]}
     seeds_for = {v: [int(x) for x in seeds.split(",")] for v, seeds in (kv.split("=", 1) for kv in args.seeds_for)}
