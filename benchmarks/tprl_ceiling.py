@@ -9,7 +9,8 @@ head (trained and cached by benchmarks/tprl_synthetic.py under the same ``--out-
 missing) it collects every query's frozen final decoder state, the supervised ranking score, the window
 and its tIoU on all labelled queries the supervised stage never saw (the RL split, val and test of both
 worlds: 3,680), then cross-fits fresh heads on them: 5 folds, each head trained on 4 and scored on the
-held-out fifth, so every query is scored by a head that never saw it, with 4x the data TPRL has.
+held-out fifth, so every query is scored by a head that never saw it, with 1.8x the data TPRL has
+(2,944 training queries per fold vs the 1,600 of the RL split).
 
 * re-rankers choose which query to output, from (decoder state, supervised score): stage 3's objective
   in its exact form (expected tIoU under softmax(score), no sampling), and a listwise cross-entropy
