@@ -136,14 +136,14 @@ def run_girl_detr(cfg: GirlDetrTrainingConfig, datasets: Optional[tuple] = None)
 
 
 # --------------------------------------------------------------------------- post-training (head only)
-def _post_train(cfg: HeadTrainingConfig, datasets: tuple, model: GirlDetr, make_trainer, extra: dict) -> dict:
+def _post_train(cfg: HeadTrainingConfig, datasets: tuple, model: GirlDetr, make_trainer, extra: dict,
+                max_fraction: float) -> dict:
     """Freeze all but the head, train it with ``make_trainer(model, train_ds, eval_ds)``, prove that no
     backbone tensor moved, and finish the run (scores before / after, trainable fraction)."""
     train_ds, eval_ds = datasets
     before_rows = predict(model, eval_ds, batch_size=cfg.per_device_eval_batch_size, top_k=cfg.top_k_windows)
     before = score_predictions(before_rows, eval_ds.samples, cfg.eval_protocol)
     trainable, total = freeze_backbone(model)
-    max_fraction = getattr(cfg, "max_trainable_fraction", 0.05)
     if trainable / total >= max_fraction:
         raise ValueError(f"{trainable}/{total} = {trainable / total:.1%} of the parameters would train; "
                          f"head-only post-training allows < {max_fraction:.0%}")
@@ -177,7 +177,7 @@ def run_tprl(cfg: TPRLTrainingConfig, datasets: Optional[tuple] = None, model: O
                            top_k_windows=cfg.top_k_windows, eval_protocol=cfg.eval_protocol)
 
     return _post_train(cfg, datasets, model, make_trainer,
-                       {"stage": "tprl", "supervised_checkpoint": cfg.supervised_checkpoint})
+                       {"stage": "tprl", "supervised_checkpoint": cfg.supervised_checkpoint}, cfg.max_trainable_fraction)
 
 
 def run_head_finetune(cfg: GirlDetrTrainingConfig, datasets: tuple, model: GirlDetr,
@@ -193,4 +193,6 @@ def run_head_finetune(cfg: GirlDetrTrainingConfig, datasets: tuple, model: GirlD
                                          backbone_dropout=backbone_dropout, top_k_windows=cfg.top_k_windows,
                                          eval_protocol=cfg.eval_protocol)
 
-    return _post_train(cfg, datasets, model, make_trainer, {"stage": "supervised_head_finetune"})
+    # the control arm is held to TPRL's default bound (its supervised config has no such field)
+    return _post_train(cfg, datasets, model, make_trainer, {"stage": "supervised_head_finetune"},
+                       TPRLTrainingConfig.max_trainable_fraction)
