@@ -22,7 +22,16 @@ from typing import Any, Iterable, Iterator, Optional
 SCHEMA_FIELDS = (
     "qid", "vid", "duration", "query", "windows", "video_path", "feature_keys",
     "relevant_clip_ids", "saliency_scores", "answer", "options", "meta",
+    "task", "clip_length", "clip_labels",
 )
+
+#: Values of :attr:`VTGSample.task`.
+TASK_GROUNDING = "grounding"
+TASK_HIGHLIGHT = "highlight"
+TASK_SUMMARIZATION = "summarization"
+TASKS = (TASK_GROUNDING, TASK_HIGHLIGHT, TASK_SUMMARIZATION)
+#: tasks whose samples carry per-clip labels instead of spans
+CLIP_LABEL_TASKS = (TASK_HIGHLIGHT, TASK_SUMMARIZATION)
 
 
 @dataclass
@@ -43,6 +52,16 @@ class VTGSample:
         answer: grounded QA: the correct option letter ("A".."E").
         options: grounded QA: the option texts.
         meta: free-form extra information (the synthetic world stores its ground truth here).
+            Highlight/summarisation benchmarks keep the video's domain/category in ``meta["domain"]``.
+        task: what the labels are. ``"grounding"`` (default): moment retrieval, ``windows`` are the
+            labels. ``"highlight"``: highlight-only (YouTube Highlights), ``windows == []`` and
+            ``clip_labels`` holds one 0/1 label per clip. ``"summarization"``: video summarisation
+            (TVSum), ``windows == []`` and ``clip_labels`` holds several annotators' per-clip
+            importance scores.
+        clip_length: seconds per labelled clip of ``clip_labels`` (``None`` when there are none).
+        clip_labels: one row per clip, clip ``i`` covering ``[i * clip_length, (i + 1) * clip_length)``
+            seconds; each row holds one score per annotator (YouTube Highlights: ``[label]`` with
+            label 0/1; TVSum: 20 annotators' 1-5 scores). Every row has the same annotator count.
     """
 
     qid: str
@@ -57,6 +76,9 @@ class VTGSample:
     answer: Optional[str] = None
     options: Optional[list[str]] = None
     meta: dict[str, Any] = field(default_factory=dict)
+    task: str = TASK_GROUNDING
+    clip_length: Optional[float] = None
+    clip_labels: Optional[list[list[float]]] = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,6 +165,11 @@ def to_hf_dataset(samples: list[VTGSample]):
     for r in rows:
         r["meta"] = json.dumps(r["meta"])
         r["feature_keys"] = json.dumps(r["feature_keys"]) if r["feature_keys"] is not None else None
+        # one arrow type for every row: integer labels (YouTube Highlights' 0/1) become floats
+        if r["clip_labels"] is not None:
+            r["clip_labels"] = [[float(x) for x in row] for row in r["clip_labels"]]
+        if r["clip_length"] is not None:
+            r["clip_length"] = float(r["clip_length"])
     return datasets.Dataset.from_list(rows)
 
 
@@ -153,6 +180,8 @@ def from_hf_row(row: dict[str, Any]) -> VTGSample:
     d["meta"] = json.loads(meta) if isinstance(meta, str) else (meta or {})
     fk = d.get("feature_keys")
     d["feature_keys"] = json.loads(fk) if isinstance(fk, str) else fk
+    if d.get("task") is None:  # a dataset written before the column existed
+        d.pop("task", None)
     for k, v in row.items():
         if k not in SCHEMA_FIELDS:
             d["meta"][k] = v

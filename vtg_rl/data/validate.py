@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Sequence
 
-from vtg_rl.data.schema import VTGSample
+from vtg_rl.data.schema import CLIP_LABEL_TASKS, TASKS, VTGSample
 
 #: seconds by which a window's end may exceed the video duration (rounded durations in releases)
 DEFAULT_TOLERANCE = 0.5
@@ -47,10 +47,14 @@ BAD_SALIENCY = "bad_saliency"            # clip ids / scores of inconsistent sha
 BAD_ANSWER = "bad_answer"                # answer letter not among the options, malformed options
 UNKNOWN_VIDEO = "unknown_video"          # the video file does not exist
 DUPLICATE_QID = "duplicate_qid"
+BAD_TASK = "bad_task"                    # ``task`` is not one of schema.TASKS
+BAD_CLIP_LABELS = "bad_clip_labels"      # clip_labels / clip_length missing or of bad shape / values
+UNEXPECTED_WINDOWS = "unexpected_windows"  # a highlight/summarization sample carries spans
 
 PROBLEM_KINDS = (
     PARSE_ERROR, MISSING_FIELD, EMPTY_QUERY, BAD_DURATION, UNKNOWN_DURATION, NON_FINITE, NEGATIVE_START,
     START_GE_END, END_BEYOND_DURATION, NO_WINDOWS, BAD_SALIENCY, BAD_ANSWER, UNKNOWN_VIDEO, DUPLICATE_QID,
+    BAD_TASK, BAD_CLIP_LABELS, UNEXPECTED_WINDOWS,
 )
 
 
@@ -90,8 +94,8 @@ class ValidationReport:
     n_samples: int = 0              # valid samples (the ones returned; under strict only if n_bad_rows == 0)
     n_dropped: int = 0              # rows removed under policy "drop" (== n_bad_rows), 0 under strict
     n_videos: int = 0               # distinct vids among the valid samples
-    n_labeled: int = 0              # valid samples with at least one window
-    n_unlabeled: int = 0            # valid samples without windows (label-free releases)
+    n_labeled: int = 0              # valid samples with at least one window (or, highlight-only, clip labels)
+    n_unlabeled: int = 0            # valid samples without windows or clip labels (label-free releases)
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -189,6 +193,56 @@ def saliency_problems(sample: VTGSample, tolerance: float) -> list[tuple[str, st
     return out
 
 
+def clip_label_problems(sample: VTGSample, tolerance: float) -> list[tuple[str, str]]:
+    """Problems of ``task`` / ``clip_length`` / ``clip_labels``.
+
+    ``"highlight"`` / ``"summarization"`` samples need ``clip_length > 0`` and a non-empty
+    ``clip_labels`` (rows of equal, non-zero annotator count; finite numbers, booleans rejected) and
+    must have ``windows == []``; the clips may not start beyond ``duration + tolerance``.
+    ``"grounding"`` samples need none of them, but clip labels given there are checked the same way.
+    """
+    task = sample.task
+    if task not in TASKS:
+        return [(BAD_TASK, f"task {task!r} is not one of {list(TASKS)}")]
+    out: list[tuple[str, str]] = []
+    labels, length = sample.clip_labels, sample.clip_length
+    if task in CLIP_LABEL_TASKS:
+        if sample.windows:
+            out.append((UNEXPECTED_WINDOWS, f"a {task!r} sample must have windows == [] (it has no spans), "
+                                            f"got {len(sample.windows)} window(s)"))
+        if labels is None:
+            out.append((BAD_CLIP_LABELS, f"a {task!r} sample needs clip_labels"))
+        if length is None:
+            out.append((BAD_CLIP_LABELS, f"a {task!r} sample needs clip_length"))
+    elif labels is None and length is None:
+        return out
+    if length is not None and not (_is_number(length) and math.isfinite(length) and length > 0):
+        out.append((BAD_CLIP_LABELS, f"clip_length {length!r} is not a positive finite number"))
+        length = None
+    if labels is None:
+        return out
+    if not isinstance(labels, list) or not labels:
+        out.append((BAD_CLIP_LABELS, "clip_labels must be a non-empty list of rows (one per clip)"))
+        return out
+    widths = {len(r) if isinstance(r, list) else -1 for r in labels}
+    if -1 in widths or 0 in widths:
+        out.append((BAD_CLIP_LABELS, "each clip_labels row must be a non-empty list (one score per annotator)"))
+        return out
+    if len(widths) > 1:
+        out.append((BAD_CLIP_LABELS, f"clip_labels rows have different annotator counts {sorted(widths)}"))
+    bad = [(i, x) for i, r in enumerate(labels) for x in r if not (_is_number(x) and math.isfinite(x))]
+    if bad:
+        i, x = bad[0]
+        out.append((BAD_CLIP_LABELS, f"clip_labels must be finite numbers (booleans are not labels): "
+                                     f"clip {i} has {x!r} ({len(bad)} bad value(s))"))
+    duration = sample.duration
+    if (length is not None and _is_number(duration) and math.isfinite(duration)
+            and (len(labels) - 1) * length >= duration + tolerance):
+        out.append((BAD_CLIP_LABELS, f"{len(labels)} clips of {length:g} s: clip {len(labels) - 1} starts at "
+                                     f"{(len(labels) - 1) * length:g} s, beyond the duration {duration}"))
+    return out
+
+
 def answer_problems(sample: VTGSample) -> list[tuple[str, str]]:
     opts, ans = sample.options, sample.answer
     out = []
@@ -217,9 +271,10 @@ def sample_problems(sample: VTGSample, *, tolerance: float = DEFAULT_TOLERANCE, 
         out.append((BAD_DURATION, f"duration {duration!r} is not a positive finite number"))
         duration = None
     out += window_problems(sample.windows or [], duration, tolerance)
-    if require_windows and not sample.windows:
+    if require_windows and not sample.windows and sample.task not in CLIP_LABEL_TASKS:
         out.append((NO_WINDOWS, "no ground-truth windows"))
     out += saliency_problems(sample, tolerance)
+    out += clip_label_problems(sample, tolerance)
     out += answer_problems(sample)
     if check_videos and sample.video_path and not os.path.isfile(sample.video_path):
         out.append((UNKNOWN_VIDEO, f"video file {sample.video_path} does not exist"))
@@ -280,8 +335,8 @@ def validate_samples(
         policy=policy, files=files or sorted({loc.file for loc in locations}), format=format,
         n_rows=len(samples) + n_unparsed_rows, n_bad_rows=n_bad_rows, n_samples=len(kept),
         n_dropped=n_bad_rows if policy == "drop" else 0,
-        n_videos=len({s.vid for s in kept}), n_labeled=sum(1 for s in kept if s.windows),
-        n_unlabeled=sum(1 for s in kept if not s.windows), problems=problems,
+        n_videos=len({s.vid for s in kept}), n_labeled=sum(1 for s in kept if s.windows or s.clip_labels),
+        n_unlabeled=sum(1 for s in kept if not (s.windows or s.clip_labels)), problems=problems,
     )
     if policy == "strict" and problems:
         raise DataValidationError(report)
