@@ -67,7 +67,8 @@ def main(argv=None) -> int:
     original, _ = load_qwen_vl(model_dir)
     use_original_text_positions(original)
     config = ModelConfig(model=str(model_dir), tokenizer=str(model_dir), dtype="float32",
-                         limit_mm_per_prompt={"video": 1}, mm_device_do_normalize=False)
+                         limit_mm_per_prompt={"video": 1}, mm_device_do_normalize=False,
+                         trust_remote_code=False)
     vllm_processor = MULTIMODAL_REGISTRY.create_processor(config)
     fake = types.SimpleNamespace(config=config.hf_config)  # what vLLM's position code reads from the model
     fake.iter_mm_grid_thw = functools.partial(VllmQwen.iter_mm_grid_thw, fake)

@@ -190,7 +190,7 @@ def main(argv=None) -> int:
 
         llm = VideoLLMProxy(LLM(model=str(model_dir), dtype="bfloat16", max_model_len=8192,
                                 gpu_memory_utilization=args.gpu_memory_utilization, limit_mm_per_prompt={"video": 1},
-                                seed=0), processor.video_token_id)
+                                seed=0, trust_remote_code=False), processor.video_token_id)
         rows = [{"prompt_token_ids": ids, "multi_modal_data": {"image": VideoPayload.from_video(v)}}
                 for ids, v in prompts]
         params = SamplingParams(n=args.num_generations, temperature=1.0, max_tokens=args.max_new_tokens,

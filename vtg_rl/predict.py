@@ -103,6 +103,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("query", help="the sentence to ground")
     parser.add_argument("--top-k", type=int, default=1, help="number of spans to print")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--trust_remote_code", "--trust-remote-code", action="store_true",
+                        help="let a model folder whose config has an auto_map run its own Python code "
+                             "(off by default: such folders are refused; use only for code you have read)")
 
 
 def run(args) -> int:
@@ -112,7 +115,7 @@ def run(args) -> int:
         print("vtg-rl predict: --top-k must be >= 1", file=sys.stderr)
         return 2
     try:
-        grounder = Grounder.from_pretrained(args.model)
+        grounder = Grounder.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
         spans = grounder.predict(args.video, args.query, top_k=args.top_k)
     except (VideoDecodeError, FileNotFoundError, ValueError) as err:
         print(f"vtg-rl predict: {err}", file=sys.stderr)

@@ -35,6 +35,9 @@ class AgentScriptArguments:
     dtype: str = field(default="auto", metadata={"help": "'auto' (bfloat16 on cuda, float32 on cpu), or a torch dtype"})
     max_samples: Optional[int] = field(default=None, metadata={"help": "only the first N samples (smoke runs)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "let a model folder whose config has an auto_map run its own Python code (off: such folders "
+                "are refused)"})
 
 
 def _load_samples(path: str, max_samples: Optional[int]):
@@ -63,7 +66,8 @@ def run_agent(kind: str, argv: Optional[list[str]] = None) -> int:
     out = args.out or DEFAULT_OUT[kind]
     try:
         samples = _load_samples(args.data, args.max_samples)
-        generator = load_generator(args.model, config, device=args.device, dtype=args.dtype)
+        generator = load_generator(args.model, config, device=args.device, dtype=args.dtype,
+                                   trust_remote_code=args.trust_remote_code)
         agent = agent_cls(generator, config, model_name=str(Path(args.model).resolve()))
         summary = agent.run(samples, out, progress=args.progress)
     except (FileNotFoundError, ValueError, NothingProcessedError) as err:

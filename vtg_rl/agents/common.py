@@ -134,7 +134,8 @@ class ModelGenerator:
         return result
 
 
-def load_generator(model_path: str, config: AgentConfig, device: str = "auto", dtype: str = "auto") -> ModelGenerator:
+def load_generator(model_path: str, config: AgentConfig, device: str = "auto", dtype: str = "auto",
+                   trust_remote_code: bool = False) -> ModelGenerator:
     """Load any Qwen2.5-VL-style checkpoint folder for rollouts. ``device``/``dtype`` ``auto``: CUDA in
     bfloat16 when available, else CPU in float32."""
     import torch
@@ -154,7 +155,7 @@ def load_generator(model_path: str, config: AgentConfig, device: str = "auto", d
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):
         raise ValueError(f"--dtype {dtype!r}: not a torch dtype (use auto, float32, bfloat16 or float16)")
-    model, processor = load_qwen_vl(str(path), dtype=torch_dtype)
+    model, processor = load_qwen_vl(str(path), dtype=torch_dtype, trust_remote_code=trust_remote_code)
     model.to(device)
     return ModelGenerator(model, processor, config)
 

@@ -57,12 +57,12 @@ class ClipEncoder:
         return next(self.model.parameters()).device
 
 
-def load_clip_encoder(path: str | os.PathLike, device: str = "cpu") -> ClipEncoder:
+def load_clip_encoder(path: str | os.PathLike, device: str = "cpu", trust_remote_code: bool = False) -> ClipEncoder:
     """Load any ``CLIPModel`` checkpoint folder with its processor (the tiny local one, or e.g. a
     downloaded ``openai/clip-vit-base-patch32``) through :func:`vtg_rl.models.tiny_clip.load_clip`."""
     from vtg_rl.models.tiny_clip import load_clip
 
-    model, processor = load_clip(path)
+    model, processor = load_clip(path, trust_remote_code=trust_remote_code)
     model = model.to(device).eval().requires_grad_(False)
     ip = processor.image_processor
     mean, std = tuple(ip.image_mean or CLIP_MEAN), tuple(ip.image_std or CLIP_STD)
@@ -234,10 +234,10 @@ class ClipFeatureExtractor:
 
     def __init__(self, clip_path: str | os.PathLike, clip_len: float = 2.0, frames_per_clip: int = 2,
                  frame_cache_dir: Optional[str | os.PathLike] = None, device: str = "cpu", batch_size: int = 64,
-                 patch_grid: int = 0):
+                 patch_grid: int = 0, trust_remote_code: bool = False):
         if clip_len <= 0 or frames_per_clip < 1:
             raise ValueError(f"clip_len must be > 0 and frames_per_clip >= 1 (got {clip_len}, {frames_per_clip})")
-        self.encoder = load_clip_encoder(clip_path, device)
+        self.encoder = load_clip_encoder(clip_path, device, trust_remote_code=trust_remote_code)
         self.clip_len, self.fps = float(clip_len), frames_per_clip / float(clip_len)
         self.batch_size, self.patch_grid = batch_size, int(patch_grid)
         self.frame_cache = None

@@ -34,7 +34,8 @@ class GirlDetrGrounder:
         self.model, self.extractor, self.max_video_len = model.eval(), extractor, max_video_len
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, device: str = "cpu") -> "GirlDetrGrounder":
+    def from_pretrained(cls, folder: str | os.PathLike, device: str = "cpu",
+                        trust_remote_code: bool = False) -> "GirlDetrGrounder":
         from vtg_rl.heads.features import ClipFeatureExtractor
         from vtg_rl.heads.girl_detr import GirlDetr
 
@@ -42,7 +43,7 @@ class GirlDetrGrounder:
         cfg = read_head_config(folder, KIND, written_by="recipes/girl_detr.py or recipes/tprl.py")
         extractor = ClipFeatureExtractor(cfg["clip_model"], clip_len=cfg["clip_len"],
                                          frames_per_clip=cfg["frames_per_clip"], device=device,
-                                         patch_grid=cfg.get("patch_grid", 0))
+                                         patch_grid=cfg.get("patch_grid", 0), trust_remote_code=trust_remote_code)
         return cls(GirlDetr.load(folder).to(device), extractor, cfg.get("max_video_len", 75))
 
     def predict(self, video: str | os.PathLike, query: str, top_k: int = 1) -> list:

@@ -37,15 +37,15 @@ def read_head_config(folder: str | os.PathLike, kind: str | None = None, written
 
 class HeadGrounder:
     @staticmethod
-    def from_pretrained(folder: str | os.PathLike, device: str = "cpu"):
+    def from_pretrained(folder: str | os.PathLike, device: str = "cpu", trust_remote_code: bool = False):
         path = Path(folder) / HEAD_CONFIG
         kind = read_head_config(folder).get("kind")
         if kind == "r2_tuning":
             from vtg_rl.heads.r2_grounder import R2Grounder
 
-            return R2Grounder.from_pretrained(folder, device=device)
+            return R2Grounder.from_pretrained(folder, device=device, trust_remote_code=trust_remote_code)
         if kind == "girl_detr":
             from vtg_rl.heads.girl_detr_grounder import GirlDetrGrounder
 
-            return GirlDetrGrounder.from_pretrained(folder, device=device)
+            return GirlDetrGrounder.from_pretrained(folder, device=device, trust_remote_code=trust_remote_code)
         raise ValueError(f"{path}: unknown head kind {kind!r} (expected 'girl_detr' or 'r2_tuning')")

@@ -38,10 +38,11 @@ class R2Grounder:
         self.clip_len, self.fps, self.num_layers = float(clip_len), frames_per_clip / float(clip_len), num_clip_layers
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, device: str = "cpu") -> "R2Grounder":
+    def from_pretrained(cls, folder: str | os.PathLike, device: str = "cpu",
+                        trust_remote_code: bool = False) -> "R2Grounder":
         folder = Path(folder)
         cfg = read_head_config(folder, KIND, written_by="recipes/r2_tuning.py")
-        encoder = load_clip_encoder(cfg["clip_model"], device)
+        encoder = load_clip_encoder(cfg["clip_model"], device, trust_remote_code=trust_remote_code)
         model = load_r2(folder, device=device)
         return cls(model, encoder, cfg["clip_len"], cfg["frames_per_clip"], cfg["num_clip_layers"])
 

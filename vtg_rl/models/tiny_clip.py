@@ -62,12 +62,17 @@ def build_tiny_clip(out_dir, seed: int = 0) -> Path:
     return out_dir
 
 
-def load_clip(path, dtype=torch.float32):
-    """(CLIPModel, CLIPProcessor) through ``from_pretrained`` only."""
+def load_clip(path, dtype=torch.float32, trust_remote_code: bool = False):
+    """(CLIPModel, CLIPProcessor) through ``from_pretrained`` only; a folder that asks to run its own code
+    (``auto_map``) is refused unless ``trust_remote_code``."""
     from transformers import CLIPModel, CLIPProcessor
+
+    from vtg_rl.models.remote_code import refuse_custom_code
 
     path = Path(path) if Path(str(path)).exists() else path
     if isinstance(path, Path) and not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: no config.json; build one with "
                                 f"`vtg-rl models build-tiny --kind clip --out {path}`")
-    return CLIPModel.from_pretrained(str(path), dtype=dtype), CLIPProcessor.from_pretrained(str(path))
+    refuse_custom_code(path, trust_remote_code)
+    return (CLIPModel.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code),
+            CLIPProcessor.from_pretrained(str(path), trust_remote_code=trust_remote_code))

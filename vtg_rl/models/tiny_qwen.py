@@ -164,18 +164,24 @@ def build_tiny_qwen2_5_vl(out_dir, seed: int = 0, **overrides) -> Path:
     return out_dir
 
 
-def load_qwen_vl(path_or_id, dtype=torch.float32, attn_implementation: str = "sdpa", device_map=None):
+def load_qwen_vl(path_or_id, dtype=torch.float32, attn_implementation: str = "sdpa", device_map=None,
+                 trust_remote_code: bool = False):
     """(model, processor) through ``from_pretrained`` only: the same path a hub id such as
-    ``Qwen/Qwen2.5-VL-7B-Instruct`` takes (no remote code)."""
+    ``Qwen/Qwen2.5-VL-7B-Instruct`` takes. A folder that asks to run its own code (``auto_map``) is
+    refused unless ``trust_remote_code`` (see :mod:`vtg_rl.models.remote_code`)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from vtg_rl.models.remote_code import refuse_custom_code
 
     path = str(path_or_id)
     local = Path(path)
     if local.exists() and not (local / "config.json").is_file():
         raise FileNotFoundError(f"{local}: no config.json; build one with `vtg-rl models build-tiny --out {local}`")
-    processor = AutoProcessor.from_pretrained(path)
+    refuse_custom_code(path, trust_remote_code)
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=dtype, attn_implementation=attn_implementation, device_map=device_map)
+        path, dtype=dtype, attn_implementation=attn_implementation, device_map=device_map,
+        trust_remote_code=trust_remote_code)
     return model, processor
 
 
