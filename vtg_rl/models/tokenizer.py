@@ -152,3 +152,38 @@ def train_clip_tokenizer(vocab_size: int = 640, seed: int = 0) -> tuple[dict[str
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
               for m in json.loads(tok.to_str())["model"]["merges"]]
     return tok.get_vocab(), merges
+
+
+#: Tokens Qwen3-generation checkpoints (Qwen3-VL, Qwen3.5) add after Qwen2.5-VL's: tool responses and the
+#: thinking delimiters, ordinary (non-special) added tokens as there, so ``<think>`` is one id and survives decoding.
+QWEN3_EXTRA_ADDED_TOKENS = ["<tool_response>", "</tool_response>", "<think>", "</think>"]
+#: LLaVA-OneVision's media placeholders, special tokens that the processor expands to one token per feature.
+LLAVA_ONEVISION_SPECIAL_TOKENS = ["<image>", "<video>"]
+
+
+def trl_chat_template(name: str) -> str:
+    """A chat template shipped with TRL (``trl/chat_templates/<name>.jinja``), e.g. ``qwen3_vl``."""
+    return (resources.files("trl") / "chat_templates" / f"{name}.jinja").read_text()
+
+
+def build_family_tokenizer(chat_template: str, tokenizer_class=None, added_tokens=(), special_tokens=(),
+                           vocab_size: int = 480, seed: int = 0):
+    """The project BPE (single-digit tokens, Qwen's special tokens) for another model family.
+
+    ``tokenizer_class`` is the class the family's ``AutoTokenizer`` entry loads (default ``Qwen2Tokenizer``), so
+    the tokenizer built here and the one reloaded from disk are the same class; ``added_tokens`` (ordinary) and
+    ``special_tokens`` go after the trained vocabulary, in order.
+    """
+    from transformers import Qwen2Tokenizer
+
+    raw = train_qwen_tokenizer(vocab_size=vocab_size, seed=seed)
+    tokenizer = (tokenizer_class or Qwen2Tokenizer)(
+        tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None, bos_token=None,
+        model_max_length=32768)
+    if added_tokens:
+        tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in added_tokens])
+    if special_tokens:
+        tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in special_tokens],
+                             special_tokens=True)
+    tokenizer.chat_template = chat_template
+    return tokenizer
