@@ -95,3 +95,63 @@ def test_clip_loader_refuses_a_model_folder_with_custom_code(tmp_path):
     with pytest.raises(ValueError, match="auto_map"):
         load_clip_encoder(model)
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- ids that become file names
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def row(qid="q1", vid="v1", **kw) -> dict:
+    return {"qid": qid, "vid": vid, "duration": 10.0, "query": "a person opens a door", "windows": [[1.0, 3.0]],
+            "video_path": kw.pop("video_path", "v1.mp4"), **kw}
+
+
+@pytest.mark.parametrize("field,value", [("vid", "../../escaped"), ("vid", "/tmp/abs_escaped"),
+                                         ("qid", "/../../escaped"), ("vid", ""), ("vid", "a\x00b"), ("vid", "..")])
+def test_features_refuses_ids_that_are_not_file_names(tmp_path, capsys, field, value):
+    from vtg_rl.cli import main
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "v1.mp4").write_bytes(b"not decoded: the ids are checked first")
+    bad = row(qid="q2")
+    bad[field] = value
+    data = write_rows(work / "d.jsonl", [row(), bad])
+    out = work / "deep" / "out"
+    code = main(["features", "--data", str(data), "--clip", str(tmp_path / "no_clip"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"sample 1 (qid={bad['qid']!r}): {field} {value!r} cannot be a file name" in err
+    assert "Traceback" not in err
+    written = [p for p in tmp_path.rglob("*") if p.is_file()] + list(Path("/tmp").glob("abs_escaped*"))
+    assert sorted(p.name for p in written) == ["d.jsonl", "v1.mp4"]
+
+
+def test_feature_paths_refuse_unsafe_ids(tmp_path):
+    from vtg_rl.heads.features import text_feature_path, video_feature_path
+    from vtg_rl.safe_paths import UnsafePathError
+
+    assert video_feature_path(tmp_path, "v_1.2") == tmp_path / "v_1.2.npz"
+    for bad in ("../x", "/abs/x", "a/b", "a\\b", "", ".."):
+        with pytest.raises(UnsafePathError, match="cannot be used as a file name"):
+            video_feature_path(tmp_path, bad)
+        with pytest.raises(UnsafePathError, match="qid"):
+            text_feature_path(tmp_path, bad if bad else "/")
+
+
+def test_safe_paths_helpers(tmp_path):
+    from vtg_rl.safe_paths import UnsafePathError, ensure_inside, inside, safe_file_stem
+
+    assert safe_file_stem(12, "qid") == "12"
+    with pytest.raises(UnsafePathError, match="sample 3: vid '../x' cannot be used as a file name: .*separator"):
+        safe_file_stem("../x", "sample 3: vid")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "link").symlink_to(tmp_path)
+    assert inside(tmp_path / "root", "a/b.mp4")
+    assert not inside(tmp_path / "root", "../x.mp4")
+    assert not inside(tmp_path / "root", "link/x.mp4")  # a symlink out of the root is outside
+    assert not inside(tmp_path / "root", "/etc/passwd")
+    with pytest.raises(UnsafePathError, match="outside"):
+        ensure_inside(tmp_path / "root", "/etc/passwd", "video")

@@ -158,11 +158,33 @@ def patch_grid_features(tokens: np.ndarray, grid: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- npz cache
 def video_feature_path(feature_dir: str | os.PathLike, vid: str) -> Path:
-    return Path(feature_dir) / f"{vid}.npz"
+    """``feature_dir/{vid}.npz``; a ``vid`` that is not a plain file name (``../x``, ``/abs``) is refused."""
+    from vtg_rl.safe_paths import safe_file_stem
+
+    return Path(feature_dir) / f"{safe_file_stem(vid, 'vid')}.npz"
 
 
 def text_feature_path(feature_dir: str | os.PathLike, qid: str) -> Path:
-    return Path(feature_dir) / f"qid{qid}.npz"
+    """``feature_dir/qid{qid}.npz``; a ``qid`` that is not a plain file name is refused."""
+    from vtg_rl.safe_paths import safe_file_stem
+
+    return Path(feature_dir) / f"qid{safe_file_stem(qid, 'qid')}.npz"
+
+
+def check_feature_ids(samples: Sequence[VTGSample]) -> None:
+    """Refuse, before anything is computed or written, samples whose ``vid`` / ``qid`` cannot be a file
+    name; the error lists each such sample."""
+    from vtg_rl.safe_paths import UnsafePathError, file_stem_problem
+
+    bad = []
+    for i, s in enumerate(samples):
+        for field_name, value in (("vid", s.vid), ("qid", s.qid)):
+            problem = file_stem_problem(value)
+            if problem is not None:
+                bad.append(f"  sample {i} (qid={s.qid!r}): {field_name} {value!r} cannot be a file name: {problem}")
+    if bad:
+        raise UnsafePathError(f"{len(bad)} id(s) cannot become feature file names:\n" + "\n".join(bad[:20])
+                              + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""))
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -300,6 +322,7 @@ class ClipFeatureExtractor:
             raise ValueError(f"{out_dir} holds features made with {old}; refusing to mix with {new} "
                              "(use another folder or overwrite=True)")
         samples = list(samples)
+        check_feature_ids(samples)
         counts = {"videos_computed": 0, "videos_reused": 0, "queries_computed": 0, "queries_reused": 0}
         seen_vids: set[str] = set()
         for s in tqdm(samples, desc="features", disable=not progress):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from vtg_rl.data.schema import read_jsonl
 
@@ -22,15 +23,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-cache", default=None, help="optional folder caching decoded frames")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--overwrite", action="store_true", help="recompute files that already exist")
+    parser.add_argument("--trust_remote_code", "--trust-remote-code", action="store_true",
+                        help="let a CLIP folder whose config has an auto_map run its own Python code (off: refused)")
 
 
 def run(args: argparse.Namespace) -> int:
     from vtg_rl.heads.features import ClipFeatureExtractor
 
-    samples = [s for path in args.data for s in read_jsonl(path)]
-    extractor = ClipFeatureExtractor(args.clip, clip_len=args.clip_len, frames_per_clip=args.frames_per_clip,
-                                     frame_cache_dir=args.frame_cache, device=args.device,
-                                     patch_grid=args.patch_grid)
-    counts = extractor.extract(samples, args.out, overwrite=args.overwrite)
+    from vtg_rl.data.video import VideoDecodeError
+    from vtg_rl.heads.features import check_feature_ids
+
+    try:
+        samples = [s for path in args.data for s in read_jsonl(path)]
+        check_feature_ids(samples)  # before the (slow) CLIP load
+        extractor = ClipFeatureExtractor(args.clip, clip_len=args.clip_len, frames_per_clip=args.frames_per_clip,
+                                         frame_cache_dir=args.frame_cache, device=args.device,
+                                         patch_grid=args.patch_grid, trust_remote_code=args.trust_remote_code)
+        counts = extractor.extract(samples, args.out, overwrite=args.overwrite)
+    except (FileNotFoundError, ValueError, VideoDecodeError) as err:
+        print(f"vtg-rl features: error: {err}", file=sys.stderr)
+        return 2
     print(json.dumps({"out": args.out, **counts, **extractor.manifest()}, indent=2))
     return 0
