@@ -36,3 +36,19 @@ def synthetic_world(tmp_path_factory):
     from vtg_rl.data.synthetic import generate_world
 
     return generate_world(tmp_path_factory.mktemp("world"), n=40, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_family_dirs(tmp_path_factory):
+    """A function family -> folder of that family's tiny checkpoint (vtg_rl.models.tiny_families.build_tiny),
+    each family built at most once per session."""
+    from vtg_rl.models.tiny_families import build_tiny
+
+    built = {}
+
+    def get(family: str):
+        if family not in built:
+            built[family] = build_tiny(family, tmp_path_factory.mktemp(f"tiny_{family}"), seed=0)
+        return built[family]
+
+    return get
