@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         pred_path = write_submission(Path(tmp) / "preds.jsonl", pred)
         gt_path = Path(tmp) / "gt.jsonl"
-        gt_path.write_text("".join(json.dumps(r) + "\n" for r in gt))
+        gt_path.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in gt))
         t0 = time.perf_counter()
         evaluate(pred_path, gt_path)
         read_and_evaluate = time.perf_counter() - t0
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     for k, v in rows:
         print(f"{k.ljust(width)}  {v}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    RESULTS.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     print(f"\nwritten to {RESULTS}")
     return 0
 

@@ -159,7 +159,7 @@ def main() -> int:
         print(f"{label:22s} shared/naive step time {block['shared_over_naive_step_time']:.3f}")
     out = Path(args.out if not args.smoke else str(args.out).replace(".json", "_smoke.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     print(f"wrote {out}")
     return 0
 

@@ -96,7 +96,7 @@ def cold_start_sft(a, world: str) -> tuple[str, float]:
                                             "max_eval_samples": 0, "save_steps": 10 ** 6, "report_to": "none"})
     result = run_sft(script, train, model)
     s_per_step = result["train_wall_s"] / a.sft_steps
-    meta.write_text(json.dumps({"s_per_step": s_per_step}))
+    meta.write_text(json.dumps({"s_per_step": s_per_step}, allow_nan=False))
     return str(out / "checkpoint-final"), s_per_step
 
 
@@ -193,7 +193,7 @@ def main() -> dict:
 
     dest = ROOT / "benchmarks/results" / ("grpo_synthetic_smoke.json" if a.smoke else "grpo_synthetic.json")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps(out, indent=2) + "\n")
+    dest.write_text(json.dumps(out, indent=2, allow_nan=False) + "\n")
     print(f"\n{'metric':<44}{'value':>14}")
     for k, v in out.items():
         print(f"{k:<44}{v:>14.4g}" if isinstance(v, float) else f"{k:<44}{str(v):>14}")

@@ -116,7 +116,7 @@ def main(argv=None) -> int:
         "feature_seconds": round(t_features, 1), "train_and_eval_seconds": round(t_train, 1), "smoke": args.smoke,
     })
     RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
+    RESULT.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
 
     print(f"R2-Tuning on the synthetic world ({len(eval_ds)} held-out queries, {cfg.eval_split}); percent")
     print(f"{'metric':<10}{'random':>9}{'R2':>9}{'R2+TPRL':>10}")

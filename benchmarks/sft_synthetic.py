@@ -102,7 +102,7 @@ def main() -> dict:
     out["margin_over_best_baseline"] = out["miou_after"] - better
     dest = ROOT / "benchmarks/results/sft_synthetic.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps(out, indent=2) + "\n")
+    dest.write_text(json.dumps(out, indent=2, allow_nan=False) + "\n")
     print(f"\n{'metric':<28}{'value':>12}")
     for k, v in out.items():
         print(f"{k:<28}{v:>12.4f}" if isinstance(v, float) else f"{k:<28}{str(v):>12}")

@@ -185,7 +185,7 @@ def one_seed(seed: int, args, data: dict, eval_sets: dict) -> dict:
         row[f"ceiling_{kind}"] = name
         row[f"ceiling_{kind}_gain"], row[f"ceiling_{kind}_gain_se"] = best["gain"], best["gain_se"]
     row["seconds"] = round(time.perf_counter() - t0, 1)
-    cached.write_text(json.dumps(row) + "\n")
+    cached.write_text(json.dumps(row, allow_nan=False) + "\n")
     return row
 
 
@@ -209,7 +209,7 @@ def main(argv=None) -> int:
               "wall_seconds": round(time.perf_counter() - t0, 1), "per_seed": rows}
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
 
     print(f"{'seed':>4} {'sup R1@0.7':>10} {'oracle':>7} | " + " ".join(f"{k:>26}" for k in rows[0]["settings"]))
     for r in rows:

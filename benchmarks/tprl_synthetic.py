@@ -195,7 +195,7 @@ def supervised(variant: str, seed: int, args, train_ds, eval_sets) -> dict:
         run_girl_detr(cfg, (train_ds, eval_sets["test"]))
     scores = score(GirlDetr.load(out / "supervised" / "final"), eval_sets, cfg)
     scores["seconds"] = round(time.perf_counter() - t0, 1)
-    cached.write_text(json.dumps(scores) + "\n")
+    cached.write_text(json.dumps(scores, allow_nan=False) + "\n")
     return scores
 
 
@@ -259,10 +259,11 @@ def arm_run(arm: str, variant: str, seed: int, args, data: dict, eval_sets: dict
             metrics = run_tprl(cfg, (train_ds, eval_sets["val"]), model=model)
         (out / "run_info.json").write_text(json.dumps({
             "train_seconds": round(time.perf_counter() - t0, 1), "trainable_params": metrics["trainable_params"],
-            "total_params": metrics["total_params"], "backbone_bit_identical": metrics["backbone_bit_identical"]}) + "\n")
+            "total_params": metrics["total_params"], "backbone_bit_identical": metrics["backbone_bit_identical"]},
+            allow_nan=False) + "\n")
     cfg = tprl_cfg(args, {"output_dir": out})
     scores = {**score(GirlDetr.load(out / "final"), eval_sets, cfg), **json.loads((out / "run_info.json").read_text())}
-    cached.write_text(json.dumps(scores) + "\n")
+    cached.write_text(json.dumps(scores, allow_nan=False) + "\n")
     return scores
 
 
@@ -274,7 +275,8 @@ def signal(variant: str, seed: int, args, data: dict) -> dict:
     if not cached.is_file():
         model = GirlDetr.load(sup_dir(variant, seed, args) / "supervised" / "final")
         rl = tprl_cfg(args, {"output_dir": args.out_root}).tprl_config()
-        cached.write_text(json.dumps({k: reward_signal(model, data[k], rl, seed) for k in ("sup_train", "rl")}) + "\n")
+        values = {k: reward_signal(model, data[k], rl, seed) for k in ("sup_train", "rl")}
+        cached.write_text(json.dumps(values, allow_nan=False) + "\n")
     return json.loads(cached.read_text())
 
 
@@ -418,7 +420,7 @@ def main(argv=None) -> int:
                    "runs": [{k: v for k, v in r.items()} for rs in runs.values() for r in rs]})
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
 
     print(f"{'variant':8} {'seed':>4} | test R1@0.7: sup " + " ".join(f"{a:>14}" for a in args.arms)
           + " | val R1@0.7: sup " + " ".join(f"{a:>14}" for a in args.arms))

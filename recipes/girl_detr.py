@@ -19,4 +19,4 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     (config,) = parse_recipe_args((GirlDetrTrainingConfig,), "recipes/configs/girl_detr_synthetic.yaml")
     metrics = run_girl_detr(config)
-    print(json.dumps(metrics["eval"], indent=2))
+    print(json.dumps(metrics["eval"], indent=2, allow_nan=False))

@@ -22,4 +22,4 @@ if __name__ == "__main__":
     summary = {"supervised": metrics["eval"], "trainable_fraction": metrics["trainable_fraction"]}
     if "tprl" in metrics:
         summary["tprl"] = metrics["tprl"]["eval"]
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2, allow_nan=False))

@@ -19,4 +19,4 @@ if __name__ == "__main__":
     (config,) = parse_recipe_args((TPRLTrainingConfig,), "recipes/configs/tprl_synthetic.yaml")
     metrics = run_tprl(config)
     print(json.dumps({"before": metrics["eval_before"], "after": metrics["eval"],
-                      "trainable_fraction": metrics["trainable_fraction"]}, indent=2))
+                      "trainable_fraction": metrics["trainable_fraction"]}, indent=2, allow_nan=False))

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"vtg-rl eval: error: {err}", file=sys.stderr)
         return 2
     out: Optional[Path] = args.out or default_out(args.pred)
-    atomic_write_text(out, json.dumps(result, indent=4) + "\n")
+    atomic_write_text(out, json.dumps(result, indent=4, allow_nan=False) + "\n")
     print(format_report(result))
     print(f"\nmetrics written to {out}")
     return 0

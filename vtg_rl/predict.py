@@ -121,7 +121,8 @@ def run(args) -> int:
         print(f"vtg-rl predict: {err}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps({"video": args.video, "query": args.query, "spans": [s.as_list() for s in spans]}))
+        print(json.dumps({"video": args.video, "query": args.query, "spans": [s.as_list() for s in spans]},
+                         allow_nan=False))
         return 0
     print(f"{args.query!r} in {args.video}:")
     if not spans:

@@ -74,5 +74,5 @@ def run_agent(kind: str, argv: Optional[list[str]] = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     brief = {k: v for k, v in summary.items() if k not in ("skipped", "histogram", "config")}
-    print(json.dumps(brief, indent=2))
+    print(json.dumps(brief, indent=2, allow_nan=False))
     return 0

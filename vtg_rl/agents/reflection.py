@@ -322,7 +322,7 @@ class BoundaryReflectionAgent:
             raise NothingProcessedError(f"no sample could be processed ({len(report.skipped)} skipped, {len(unlabeled)} "
                                f"without windows); see the reasons above")
         write_jsonl(kept, out_path)
-        atomic_write_text(paths["flagged.jsonl"], "".join(json.dumps(r) + "\n" for r in flagged_rows))
+        atomic_write_text(paths["flagged.jsonl"], "".join(json.dumps(r, allow_nan=False) + "\n" for r in flagged_rows))
         flagged_qids = {r["qid"] for r in flagged_rows}
         summary = {
             "agent": "reflection", "model": self.model_name, "config": self.config.results_key(),

@@ -133,7 +133,7 @@ class ResumableRunner:
                 raise ValueError(
                     f"{self.partial_path}: holds results of another configuration (differs in {changed}); "
                     f"delete it (and {self.config_path.name}) or choose another --out to start over")
-        atomic_write_text(self.config_path, json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(self.config_path, json.dumps(self.config, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
     def run(self, samples: list[VTGSample], process_batch: BatchFn) -> RunReport:
         seen: set[str] = set()
@@ -160,7 +160,7 @@ class ResumableRunner:
                     batch = todo[i:i + self.batch_size]
                     new = self._process(batch, process_batch, report.skipped)
                     for qid, rec in new.items():
-                        f.write((json.dumps({"qid": qid, **rec}) + "\n").encode())
+                        f.write((json.dumps({"qid": qid, **rec}, allow_nan=False) + "\n").encode())
                         done[qid] = {"qid": qid, **rec}
                     f.flush()
                     os.fsync(f.fileno())

@@ -152,7 +152,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def write_jsonl(samples: Iterable[VTGSample], path: str | os.PathLike) -> None:
     """Atomically write samples as jsonl; video paths below the file's folder become relative."""
     path = Path(path)
-    lines = [json.dumps(d, sort_keys=False) for d in iter_dicts(samples, relative_to=path.parent)]
+    # allow_nan=False: JSON has no NaN; a non-finite number is an error here, never a literal NaN on disk
+    lines = [json.dumps(d, sort_keys=False, allow_nan=False) for d in iter_dicts(samples, relative_to=path.parent)]
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 

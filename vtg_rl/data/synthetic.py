@@ -133,7 +133,7 @@ def _render_in_workers(jobs: list[dict], workers: int, bar) -> None:
         procs, readers, logs = [], [], []
         for w in range(workers):
             job_file = Path(tmp) / f"jobs{w}.json"
-            job_file.write_text(json.dumps(jobs[w::workers]))  # interleaved: similar load per worker
+            job_file.write_text(json.dumps(jobs[w::workers], allow_nan=False))  # interleaved: similar load per worker
             log = open(Path(tmp) / f"stderr{w}.txt", "w+")
             proc = subprocess.Popen([sys.executable, "-m", "vtg_rl.data.synthetic_render", str(job_file)],
                                     stdout=subprocess.PIPE, stderr=log, text=True, env=env)
@@ -224,7 +224,7 @@ def generate_world(out_dir: str | os.PathLike, n: int, seed: int, partial_rate: 
         "generation_seconds": round(time.perf_counter() - t0, 2),
         "workers": workers,
     }
-    atomic_write_text(out_dir / "world.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out_dir / "world.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return paths
 
 

@@ -341,5 +341,5 @@ class ClipFeatureExtractor:
             else:
                 save_npz(tpath, **self.query_arrays(s))
                 counts["queries_computed"] += 1
-        atomic_write_text(out_dir / MANIFEST, json.dumps(new, indent=2) + "\n")
+        atomic_write_text(out_dir / MANIFEST, json.dumps(new, indent=2, allow_nan=False) + "\n")
         return counts

@@ -43,5 +43,5 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, VideoDecodeError) as err:
         print(f"vtg-rl features: error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps({"out": args.out, **counts, **extractor.manifest()}, indent=2))
+    print(json.dumps({"out": args.out, **counts, **extractor.manifest()}, indent=2, allow_nan=False))
     return 0

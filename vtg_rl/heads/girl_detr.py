@@ -60,7 +60,7 @@ class GirlDetrConfig:
         return asdict(self)
 
     def to_json_string(self) -> str:  # the Trainer's TensorBoard callback logs the model config with it
-        return json.dumps(asdict(self), indent=2) + "\n"
+        return json.dumps(asdict(self), indent=2, allow_nan=False) + "\n"
 
     @classmethod
     def from_dict(cls, d: dict) -> "GirlDetrConfig":

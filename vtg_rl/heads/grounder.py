@@ -19,7 +19,7 @@ def write_head_config(directory: str | os.PathLike, kind: str, **fields) -> Path
     if "clip_model" in fields:
         fields["clip_model"] = str(Path(fields["clip_model"]).resolve())
     path = Path(directory) / HEAD_CONFIG
-    path.write_text(json.dumps({"kind": kind, **fields}, indent=2) + "\n")
+    path.write_text(json.dumps({"kind": kind, **fields}, indent=2, allow_nan=False) + "\n")
     return path
 
 

@@ -59,11 +59,11 @@ class R2ModelConfig:
     w_layer_contrastive: float = 0.1
 
     def to_json_string(self) -> str:  # TensorBoard's callback logs ``model.config`` through this
-        return json.dumps(asdict(self), indent=2)
+        return json.dumps(asdict(self), indent=2, allow_nan=False)
 
     def save(self, directory: str | Path) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        (Path(directory) / "r2_config.json").write_text(json.dumps(asdict(self), indent=2))
+        (Path(directory) / "r2_config.json").write_text(json.dumps(asdict(self), indent=2, allow_nan=False))
 
     @classmethod
     def load(cls, directory: str | Path) -> "R2ModelConfig":

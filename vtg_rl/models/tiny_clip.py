@@ -58,7 +58,7 @@ def build_tiny_clip(out_dir, seed: int = 0) -> Path:
     model = CLIPModel(config).to(torch.float32)
     model.save_pretrained(out_dir, safe_serialization=True)
     processor.save_pretrained(out_dir)
-    marker_path.write_text(json.dumps(marker, indent=1, sort_keys=True))
+    marker_path.write_text(json.dumps(marker, indent=1, sort_keys=True, allow_nan=False))
     return out_dir
 
 

@@ -160,7 +160,7 @@ def build_tiny_qwen2_5_vl(out_dir, seed: int = 0, **overrides) -> Path:
     model.save_pretrained(out_dir, safe_serialization=True)
     processor.save_pretrained(out_dir)
     # the marker goes last: a build interrupted half-way is rebuilt, never reused
-    (out_dir / BUILD_MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True))
+    (out_dir / BUILD_MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True, allow_nan=False))
     return out_dir
 
 
