@@ -3,6 +3,8 @@
 Example::
 
     vtg-rl synth --out data/synth --n 1000 --seed 0 --partial-rate 0.2 --hard-rate 0.25
+    vtg-rl synth --out data/synth_tvsum --n 500 --task summarization   # TVSum-like (vtg_rl.data.synthetic_highlight)
+    vtg-rl synth --out data/synth_yth --n 600 --task highlight         # YouTube Highlights-like
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from vtg_rl.data.synthetic import DEFAULT_FPS, DEFAULT_HARD_RATE
 
     parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--task", choices=("grounding", "summarization", "highlight"), default="grounding",
+                        help="grounding (moment retrieval, default); summarization (TVSum-like per-clip importance "
+                             "from 20 annotators) or highlight (YouTube Highlights-like 0/1 clip labels)")
     parser.add_argument("--n", type=int, default=1000, help="number of samples / videos (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     parser.add_argument("--partial-rate", type=_rate, default=0.0,
@@ -57,16 +62,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vtg_rl.data.synthetic import generate_world
+    from vtg_rl.data.synthetic import DEFAULT_HARD_RATE, generate_world
+    from vtg_rl.data.synthetic_highlight import generate_task_world
 
     world_file = Path(args.out) / "world.json"
     before = world_file.stat().st_mtime_ns if world_file.is_file() else None
     t0 = time.perf_counter()
+    common = dict(n=args.n, seed=args.seed, fps=args.fps, split_fractions=args.splits, workers=args.workers,
+                  codec=args.codec, overwrite=args.force, progress=not args.quiet)
     try:
-        paths = generate_world(args.out, n=args.n, seed=args.seed, partial_rate=args.partial_rate, qa=args.qa,
-                               hard_rate=args.hard_rate, fps=args.fps, split_fractions=args.splits,
-                               workers=args.workers, codec=args.codec, overwrite=args.force,
-                               progress=not args.quiet)
+        if args.task == "grounding":
+            paths = generate_world(args.out, partial_rate=args.partial_rate, qa=args.qa, hard_rate=args.hard_rate,
+                                   **common)
+        else:
+            if args.partial_rate or args.qa or args.hard_rate != DEFAULT_HARD_RATE:
+                raise ValueError(f"--partial-rate / --qa / --hard-rate shape the grounding world, "
+                                 f"not --task {args.task}")
+            paths = generate_task_world(args.out, task=args.task, **common)
     except (ValueError, RuntimeError) as err:
         print(f"vtg-rl synth: error: {err}", file=sys.stderr)
         return 2
@@ -77,5 +89,9 @@ def run(args: argparse.Namespace) -> int:
           f"codec {world['params']['codec']}, {world['params']['fps']} fps)")
     for split, path in paths.items():
         print(f"  {split:5s} {world['splits'][split]:6d} samples  {path}")
-    print(f"  hard fraction {world['hard_fraction']:.3f}, partially annotated fraction {world['partial_fraction']:.3f}")
+    if args.task == "grounding":
+        print(f"  hard fraction {world['hard_fraction']:.3f}, partially annotated fraction "
+              f"{world['partial_fraction']:.3f}")
+    else:
+        print(f"  task {args.task}, domains {world['domains']}, {world['clips']} labelled 2 s clips")
     return 0
