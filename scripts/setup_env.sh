@@ -27,3 +27,14 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$PY" -c "import vt
 else
   echo "setup: vtg-rl already installed"
 fi
+
+# Headless Chromium for the viewer's browser test (tests/test_view.py); Debian's package, not a download.
+if command -v chromium >/dev/null 2>&1; then
+  :
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "setup: installing chromium (apt) for the viewer's browser test"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation; } >/dev/null \
+    || echo "setup: could not install chromium; the viewer's browser test will skip locally" >&2
+else
+  echo "setup: chromium missing and apt-get not usable here (needs root); the viewer's browser test will skip locally"
+fi
