@@ -121,3 +121,20 @@ def test_qwen3_prompt_carries_frame_timestamps(tiny, videos):
     times = np.asarray(clip.metadata.frames_indices) / clip.metadata.fps
     assert stamps == [float(f"{t:.1f}") for t in times.reshape(-1, 2).mean(axis=1)]
     assert len(stamps) == 6 and stamps[-1] > stamps[0]
+
+
+def test_cli_builds_a_family_into_out(tiny_family_dirs, capsys):
+    import argparse
+
+    from vtg_rl.models import cli
+    from vtg_rl.models.tiny_families import TINY_FAMILIES
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    path = tiny_family_dirs("qwen3_vl")
+    args = parser.parse_args(["--out", str(path), "--family", "qwen3_vl"])
+    assert cli.run(args) == 0
+    assert f"tiny qwen3_vl -> {path}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--out", str(path), "--family", "qwen9"])
+    assert parser.parse_args(["--out", "x"]).family is None and set(FAMILIES) < set(TINY_FAMILIES)
