@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="strict: any problem is an error (exit 1); drop: drop bad samples and count them")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help="seconds a window end may exceed the duration (default %(default)s)")
+    parser.add_argument("--clip-length", type=float, default=None, metavar="SECONDS",
+                        help="seconds per labelled clip for tvsum / youtube_highlight (default: 2 / 1)")
     parser.add_argument("--show", type=int, default=MAX_LISTED, metavar="N",
                         help="list at most N problems (default %(default)s)")
 
@@ -44,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         _, report = load_samples(
             args.file, args.format, durations=args.durations, gsub=args.gsub, video_dir=args.video_dir,
             policy=args.policy, tolerance=args.tolerance, video_map=args.video_map,
+            clip_length=getattr(args, "clip_length", None),
             **({"video_extensions": exts} if exts else {}),
         )
         status = 0

@@ -7,7 +7,9 @@ One front door::
 
 Formats (:data:`FORMATS`): ``charades`` (raw ``##`` txt + durations file), ``charades-jsonl``,
 ``tacos``, ``qvhighlights`` (lighthouse-style jsonl), ``nextgqa`` (csv + gsub json), ``rextime``
-(json array or jsonl) and ``unified`` (our own jsonl). Each parser lives in
+(json array or jsonl), ``activitynet`` (lighthouse jsonl or the original Captions json),
+``ego4d-nlq`` (the official ``nlq_*.json``), ``tvsum`` / ``youtube_highlight`` (lighthouse jsonl,
+highlight-only samples with per-clip labels) and ``unified`` (our own jsonl). Each parser lives in
 :mod:`vtg_rl.data.formats`; this module adds the video lookup and the validation policy
 (:mod:`vtg_rl.data.validate`): ``strict`` raises on any problem, ``drop`` drops and counts.
 """
@@ -21,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Union
 
-from vtg_rl.data.formats import charades, lighthouse, nextgqa, rextime, unified
+from vtg_rl.data.formats import activitynet, charades, ego4d_nlq, highlight_only, lighthouse, nextgqa, rextime, unified
 from vtg_rl.data.formats.common import DurationsSpec, ParsedRows, PathLike
 from vtg_rl.data.schema import VTGSample
 from vtg_rl.data.validate import DEFAULT_TOLERANCE, UNKNOWN_VIDEO, ValidationReport, validate_samples
@@ -55,9 +57,24 @@ FORMATS: dict[str, FormatSpec] = {
         FormatSpec("rextime", rextime.parse,
                    "rextime_*.json array {qid, vid, duration, question, options, ans, span} "
                    "or the GT jsonl {qid, query, duration, vid, relevant_windows, ans}"),
+        FormatSpec("activitynet", activitynet.parse,
+                   "activitynet_{train,val}_release.jsonl {qid, query, duration, vid, relevant_windows}, or the "
+                   "ActivityNet Captions json {vid: {duration, timestamps, sentences}} (qid <vid>_<index>)"),
+        FormatSpec("ego4d-nlq", ego4d_nlq.parse,
+                   "nlq_{train,val}.json {version, videos: [{video_uid, clips: [{clip_uid, clip_start_sec, "
+                   "clip_end_sec, annotations: [{annotation_uid, language_queries: [...]}]}]}]}; "
+                   "vid = clip_uid, clip-relative windows, qid <annotation_uid>_<index>"),
+        FormatSpec("tvsum", highlight_only.parse_tvsum,
+                   "tvsum_{train,val}.jsonl {qid, query, duration, vid, domain, label: clips x 20 scores 1-5}; "
+                   "task summarization, clip_length 2 s unless --clip-length"),
+        FormatSpec("youtube_highlight", highlight_only.parse_youtube,
+                   "youtube_{train,valid}.jsonl {qid, query, duration, vid, domain, label: clips x [0/1]}; "
+                   "task highlight, clip_length 1 s unless --clip-length"),
         FormatSpec("unified", unified.parse, "vtg-rl unified-schema jsonl (VTGSample.to_dict() per line)"),
     ]
 }
+#: formats whose samples carry per-clip labels; the only ones that take ``clip_length=``
+CLIP_LABEL_FORMATS = ("tvsum", "youtube_highlight")
 
 
 def load_samples(
@@ -72,6 +89,7 @@ def load_samples(
     video_extensions: Sequence[str] = DEFAULT_VIDEO_EXTENSIONS,
     video_map: Union[PathLike, Mapping[str, str], None] = None,
     check_videos: bool = True,
+    clip_length: Optional[float] = None,
 ) -> tuple[list[VTGSample], ValidationReport]:
     """Read ``path`` in ``format``, fill video paths, validate, and apply ``policy``.
 
@@ -84,6 +102,8 @@ def load_samples(
             ``video_path`` (``unified``) keep it, and it must exist when ``check_videos``.
         video_map: ``{vid: relative path}`` (a mapping or a json file), e.g. NExT-GQA's ``map_vid_vidorID.json``.
         tolerance: seconds a window's end may exceed the duration.
+        clip_length: seconds per labelled clip for ``tvsum`` / ``youtube_highlight`` (default: the
+            release's, 2 s / 1 s); other formats reject it.
     Returns:
         ``(samples, report)``; under ``strict`` any problem raises ``DataValidationError`` instead.
     Raises:
@@ -96,7 +116,10 @@ def load_samples(
         raise ValueError(f"gsub= is the NExT-GQA grounding file; format {format!r} does not use it")
     if durations is not None and format == "unified":
         raise ValueError("durations= is not used by format 'unified' (its rows carry their duration)")
-    parsed = FORMATS[format].parse(path, durations=durations, gsub=gsub)
+    if clip_length is not None and format not in CLIP_LABEL_FORMATS:
+        raise ValueError(f"clip_length= is for the per-clip label formats {CLIP_LABEL_FORMATS}, not {format!r}")
+    extra = {"clip_length": clip_length} if clip_length is not None else {}
+    parsed = FORMATS[format].parse(path, durations=durations, gsub=gsub, **extra)
     if not parsed.samples and not parsed.row_problems:
         raise ValueError(f"{path}: the file holds no {format} rows")
     if video_dir is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Sequence
@@ -60,12 +61,17 @@ PROBLEM_KINDS = (
 
 @dataclass(frozen=True)
 class Location:
-    """Where a sample came from: a file and a 1-based line number (``None`` when not line-based)."""
+    """Where a sample came from: a file and a 1-based line number (``None`` when not line-based),
+    or, for a single json document (Ego4D-NLQ, ActivityNet Captions), the json path of the record,
+    e.g. ``$.videos[0].clips[1].annotations[0].language_queries[2]`` (shown as ``file:<json path>``)."""
 
     file: str
     line: Optional[int] = None
+    json_path: Optional[str] = None
 
     def __str__(self) -> str:
+        if self.json_path is not None:
+            return f"{self.file}:{self.json_path}"
         return f"{self.file}:{self.line}" if self.line is not None else self.file
 
 
@@ -282,6 +288,14 @@ def sample_problems(sample: VTGSample, *, tolerance: float = DEFAULT_TOLERANCE, 
 
 
 # --------------------------------------------------------------------------- whole-list validation
+def _location_order(p: Problem):
+    """Sort key: file, then line, then json path with its indices compared as numbers
+    (``clips[2]`` before ``clips[10]``)."""
+    path = p.location.json_path or ""
+    parts = tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in re.split(r"(\d+)", path) if x)
+    return p.location.file, p.location.line or 0, parts
+
+
 def validate_samples(
     samples: Sequence[VTGSample],
     locations: Optional[Sequence[Location]] = None,
@@ -327,7 +341,7 @@ def validate_samples(
         if mine:
             bad.add(i)
             problems += mine
-    problems.sort(key=lambda p: (p.location.file, p.location.line or 0))
+    problems.sort(key=_location_order)
     # under strict any problem raises below, so what is returned is always the valid samples
     kept = [s for i, s in enumerate(samples) if i not in bad]
     n_bad_rows = len(bad) + n_unparsed_rows

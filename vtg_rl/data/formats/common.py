@@ -54,7 +54,7 @@ class ParsedRows:
 
     @property
     def n_unparsed(self) -> int:
-        return len({(p.location.file, p.location.line) for p in self.row_problems})
+        return len({p.location for p in self.row_problems})
 
 
 def check_file(path: PathLike, what: str = "dataset file") -> Path:
