@@ -1,6 +1,6 @@
 """GRPO on video (VTG-R1 stage 2, VideoTG-R1's curriculum) on top of TRL's ``GRPOTrainer``.
 
-Stock TRL 1.16 runs on video prompts without error but is video-blind (DESIGN §7): it tokenises the
+Stock TRL 1.16 runs on video prompts without error but is video-blind: it tokenises the
 chat template without the frames, generates from text alone, and its log-prob forwards get only
 ``input_ids`` / ``attention_mask``, so the vision tower never receives a gradient.
 :class:`VideoGRPOTrainer` keeps all of TRL's GRPO (every ``loss_type``, KL, clipping, importance
@@ -8,9 +8,11 @@ sampling, logging, checkpointing) and changes only where the video must go:
 
 * rollouts: each row's video is decoded from its ``video_path`` (PyAV + optional frame cache), masked by
   the curriculum when enabled, and processed with the prompt (:mod:`vtg_rl.mllm.grpo_video`); the
-  prompt ids TRL generates from are the processor's (with the real video tokens), and
-  ``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts`` and ``mm_token_type_ids`` go into
-  ``generate``; video pad and vision start/end tokens are suppressed in generation;
+  prompt ids TRL generates from are the processor's (with the real video tokens), and the model family's
+  video tensors (Qwen2.5-VL: ``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts``) and token
+  types go into ``generate``; the family's vision tokens are suppressed in generation. Everything
+  family-specific comes from the model's adapter (:mod:`vtg_rl.mllm.families`), and a feature a family
+  cannot run exactly (shared prefix, vLLM, the vision-feature cache) is refused at start-up;
 * every log-prob forward (policy with gradients, old, reference) goes through
   :meth:`VideoGRPOTrainer.video_logps_forward` with the rows' video tensors, which travel per row with
   TRL's shuffled and split batches;
@@ -44,20 +46,20 @@ import numpy as np
 import torch
 from trl import GRPOTrainer
 
+from vtg_rl.mllm.checkpointing import ExactResumeMixin
 from vtg_rl.mllm.curriculum import CurriculumMasker
 from vtg_rl.mllm.difficulty_filter import uniform_groups
 from vtg_rl.mllm.grpo_config import VideoGRPOConfig
-from vtg_rl.mllm.grpo_video import VideoRows, build_rollout_video, mm_token_type_ids
-from vtg_rl.mllm.inference import suppressed_token_ids
+from vtg_rl.mllm.families import adapter_for_model
+from vtg_rl.mllm.grpo_video import VideoRows, build_rollout_video
 from vtg_rl.mllm import shared_prefix
-from vtg_rl.mllm.sft import vision_tower
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["VideoGRPOConfig", "VideoGRPOTrainer"]
 
 
-class VideoGRPOTrainer(GRPOTrainer):
+class VideoGRPOTrainer(ExactResumeMixin, GRPOTrainer):
     """``GRPOTrainer`` that carries the video into generation and every log-prob forward (module docstring)."""
 
     def __init__(self, model, reward_funcs, args: VideoGRPOConfig, train_dataset, processing_class,
@@ -78,20 +80,26 @@ class VideoGRPOTrainer(GRPOTrainer):
         if getattr(processing_class, "video_processor", None) is None:
             raise TypeError("VideoGRPOTrainer needs a multimodal processor with a video_processor "
                             f"(got {type(processing_class).__name__})")
-        if args.freeze_vision_tower and not isinstance(model, str):
-            for p in vision_tower(model).parameters():
+        if isinstance(model, str):
+            raise TypeError("VideoGRPOTrainer needs a loaded model (vtg_rl.models.load_video_llm), not a path")
+        adapter = adapter_for_model(model, processing_class)
+        if args.use_vllm:
+            adapter.check_model(model, "vllm")
+        if args.freeze_vision_tower:
+            for p in adapter.vision_tower(model).parameters():
                 p.requires_grad_(False)
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
-        # TRL suppresses only the image pad token; a sampled video pad / vision start / end token would be
-        # taken for a video slot by the next forward (DESIGN §7).
+        self.adapter = adapter
+        # TRL suppresses only the image pad token; a sampled video placeholder / vision start / end token would
+        # be taken for a video slot by the next forward.
         # (with use_vllm TRL builds no HF generation config: the same ids become a vLLM logit bias below)
-        suppress = sorted({int(self.model.config.image_token_id)} | set(suppressed_token_ids(self._tokenizer)))
+        suppress = adapter.suppress_token_ids()
         if not self.use_vllm:
             suppress = sorted(set(self.generation_kwargs.get("suppress_tokens") or []) | set(suppress))
             self.generation_kwargs["suppress_tokens"] = suppress
             self.generation_config.suppress_tokens = suppress
-        self.video_sampling = args.video_sampling()
+        self.video_sampling = args.video_sampling().for_family(adapter)
         self.masker = CurriculumMasker(args.curriculum_config()) if args.curriculum else None
         if args.drop_uniform_groups and args.uniform_reward_func != "total" \
                 and args.uniform_reward_func not in self.reward_func_names:
@@ -102,12 +110,13 @@ class VideoGRPOTrainer(GRPOTrainer):
         if args.shared_prefix:  # refuse unsupported models now, not at the first step
             for m in (self.model, self.ref_model):
                 if m is not None:
-                    shared_prefix.check_supported(m)
+                    shared_prefix.check_supported(m, adapter)
             if args.freeze_vision_tower and args.vision_cache_size > 0:
+                adapter.check_model(self.model, "vision_cache")
                 self.vision_cache = shared_prefix.VisionFeatureCache(args.vision_cache_size)
                 if self.ref_model is not None:  # the reference's tower is the frozen policy tower's copy
-                    ref_tower = shared_prefix.vl_core(self.ref_model).visual
-                    tower = shared_prefix.vl_core(self.model).visual
+                    ref_tower = adapter.vision_tower(self.ref_model)
+                    tower = adapter.vision_tower(self.model)
                     for p in ref_tower.parameters():
                         p.requires_grad_(False)
                     self.vision_cache.share(ref_tower, tower)
@@ -119,7 +128,7 @@ class VideoGRPOTrainer(GRPOTrainer):
         if self.use_vllm:
             from vtg_rl.mllm.vllm_video import enable_video_rollouts
 
-            enable_video_rollouts(self.vllm_generation, video_token_id=self.processing_class.video_token_id,
+            enable_video_rollouts(self.vllm_generation, video_token_id=adapter.video_token_ids()[0],
                                   suppress_token_ids=suppress, jpeg_quality=args.vllm_video_jpeg_quality)
 
     # ------------------------------------------------------------------ video context
@@ -147,7 +156,8 @@ class VideoGRPOTrainer(GRPOTrainer):
             jpeg = JpegRoundTrip(self.args.vllm_video_jpeg_quality)
         rollout = build_rollout_video(self.processing_class, self.video_sampling, inputs, masker=masker,
                                       progress=self.training_progress(), device=self.accelerator.device,
-                                      frame_transform=jpeg, transform_name=jpeg.name if jpeg else None)
+                                      frame_transform=jpeg, transform_name=jpeg.name if jpeg else None,
+                                      adapter=self.adapter)
         self._pending_rollout, self._pending_jpeg = rollout, jpeg
         try:
             with self._video_context(rollout.rows):
@@ -226,9 +236,10 @@ class VideoGRPOTrainer(GRPOTrainer):
                                "generation must go through _generate_and_score_completions")
         ids = rollout.prompt_ids
         fields = rollout.rows.model_kwargs()
-        mm = mm_token_type_ids(self.processing_class, torch.tensor(list(itertools.chain.from_iterable(ids))))
-        lengths = [len(x) for x in ids]
-        fields["mm_token_type_ids"] = [t.tolist() for t in torch.split(mm, lengths)]
+        if self.adapter.needs_token_types:  # per-token lists: TRL left-pads them like the prompt ids
+            mm = self.adapter.token_type_ids(torch.tensor(list(itertools.chain.from_iterable(ids))))
+            lengths = [len(x) for x in ids]
+            fields["mm_token_type_ids"] = [t.tolist() for t in torch.split(mm, lengths)]
         return ids, None, fields
 
     def _log_gathered(self, mode: str, name: str, values: list[float], weights: Optional[list[float]] = None,
@@ -339,11 +350,10 @@ class VideoGRPOTrainer(GRPOTrainer):
                 logps, entropies = shared_prefix.shared_prefix_logps(
                     model, self.processing_class, input_ids, attention_mask, video, logits_to_keep,
                     compute_entropy=compute_entropy, vision_cache=self.vision_cache,
-                    pad_token_id=self._tokenizer.pad_token_id)
+                    pad_token_id=self._tokenizer.pad_token_id, adapter=self.adapter)
             return logps, entropies, None
         model_inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
-                        "mm_token_type_ids": mm_token_type_ids(self.processing_class, input_ids),
-                        **video.model_kwargs(input_ids.device)}
+                        **self.adapter.forward_kwargs(input_ids, video.model_kwargs(input_ids.device))}
         if compute_aux_loss:
             model_inputs["output_router_logits"] = True
         labels = input_ids.masked_fill(attention_mask == 0, -100)

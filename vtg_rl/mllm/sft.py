@@ -1,10 +1,10 @@
 """Cold-start SFT on video (VTG-R1's first stage) on top of TRL's ``SFTTrainer``.
 
-Stock TRL 1.16 runs without error on video prompts but never hands the video to the model
-(DESIGN §7). :class:`VideoSFTTrainer` keeps TRL's loss, logging, PEFT and checkpointing, and swaps
-in :class:`~vtg_rl.mllm.collator.VideoSFTCollator`, which carries ``pixel_values_videos``,
-``video_grid_thw``, ``second_per_grid_ts`` and ``mm_token_type_ids`` into every forward and masks the
-loss to the completion.
+Stock TRL 1.16 runs without error on video prompts but never hands the video to the model.
+:class:`VideoSFTTrainer` keeps TRL's loss, logging, PEFT and checkpointing, and swaps in
+:class:`~vtg_rl.mllm.collator.VideoSFTCollator`, which carries the model family's video tensors (Qwen2.5-VL:
+``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts``, ``mm_token_type_ids``) into every
+forward and masks the loss to the completion.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig, SFTTrainer
 
+from vtg_rl.mllm.checkpointing import ExactResumeMixin
 from vtg_rl.mllm.collator import VideoSFTCollator
 from vtg_rl.mllm.pacing import DifficultyPacedSampler, dataset_difficulties
 from vtg_rl.mllm.video_source import VideoTrainingArguments
@@ -44,17 +45,17 @@ class VideoSFTConfig(VideoTrainingArguments, SFTConfig):
 
 
 def vision_tower(model):
-    """The vision encoder of a Qwen2.5-VL-style model (``model.model.visual`` or ``model.visual``)."""
-    for holder in (getattr(model, "model", None), model):
-        if holder is not None and hasattr(holder, "visual"):
-            return holder.visual
-    base = getattr(model, "base_model", None)  # peft
-    if base is not None and base is not model:
-        return vision_tower(base.model if hasattr(base, "model") else base)
-    raise ValueError(f"{type(model).__name__} has no `visual` tower: not a Qwen2.5-VL-style video model")
+    """The vision encoder of a video LLM of any supported family (through PEFT / DDP wrappers)."""
+    from vtg_rl.mllm.families.base import VideoLLMAdapter
+
+    core = VideoLLMAdapter.core(model)
+    if core is None:
+        raise ValueError(f"{type(model).__name__} has no vision tower (`visual` / `vision_tower` beside a "
+                         "`language_model`): not a supported video LLM")
+    return VideoLLMAdapter._tower_of(core)
 
 
-class VideoSFTTrainer(SFTTrainer):
+class VideoSFTTrainer(ExactResumeMixin, SFTTrainer):
     """``SFTTrainer`` whose batches carry the video into the forward (see module docstring)."""
 
     def __init__(self, model, args: VideoSFTConfig, train_dataset, processing_class, eval_dataset=None,
