@@ -1,6 +1,7 @@
 """`vtg-rl eval`: score a QVHighlights-style submission, print a table, write the metrics JSON.
 
-    vtg-rl eval --pred preds.jsonl --gt val.jsonl [--protocol qvhighlights|charades|tacos|gqa]
+    vtg-rl eval --pred preds.jsonl --gt val.jsonl
+                [--protocol qvhighlights|charades|tacos|gqa|ego4d-nlq|activitynet|tvsum|youtube_highlight]
                 [--out metrics.json] [--allow-missing]
 
 The JSON is :func:`vtg_rl.metrics.evaluate`'s nested dict; for the qvhighlights protocol its
@@ -25,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="submission jsonl: {qid, pred_relevant_windows: [[s, e, score], ...], "
                              "pred_saliency_scores?, pred_answer?} per line")
     parser.add_argument("--gt", required=True, type=Path,
-                        help="ground truth: unified-schema jsonl or raw QVHighlights-style jsonl (relevant_windows)")
+                        help="ground truth: unified-schema jsonl or raw QVHighlights-style jsonl (relevant_windows); "
+                             "for ego4d-nlq / activitynet / tvsum / youtube_highlight also the release file itself")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="qvhighlights",
                         help="metric set (default: qvhighlights)")
     parser.add_argument("--out", type=Path, default=None,
@@ -67,6 +69,15 @@ def format_report(result: dict) -> str:
                          _cell(b["MR-R1"]["0.7"]), _cell(b["MR-R5"]["0.5"]), _cell(b["MR-R5"]["0.7"]),
                          _cell(b["MR-mIoU"])])
         parts.append(_table(header, rows))
+        if meta["protocol"] in ("ego4d-nlq", "activitynet"):
+            brief = result["brief"]
+            parts.append(_table([f"{meta['protocol']} (reported)"] + list(brief),
+                                [["full"] + [_cell(v) for v in brief.values()]]))
+    if "domains" in result:
+        rows = [[d, str(b["num_videos"]), _cell(b["mAP"])] for d, b in result["domains"].items()]
+        rows.append(["mean over domains", str(meta["num_queries"]), _cell(result["brief"]["mAP"])])
+        what = "top-5 mAP" if meta["protocol"] == "tvsum" else "mAP"
+        parts.append(_table([f"{meta['protocol']} domain", "videos", what], rows))
     levels = [k for k in result if k.startswith("HL-min-")]
     if levels:
         rows = [[k[len("HL-min-"):], _cell(result[k]["HL-mAP"]), _cell(result[k]["HL-Hit1"])] for k in levels]

@@ -10,6 +10,8 @@ Ground truth is the unified schema (:func:`vtg_rl.data.schema.read_jsonl`) or a 
 QVHighlights-style jsonl (``relevant_windows``, integer ``qid``); qids are compared as strings.
 The numbers equal the QVHighlights reference protocol (moment_detr's ``standalone_eval``) to
 the second decimal: see :mod:`vtg_rl.metrics_mr` and :mod:`vtg_rl.metrics_hl` for the rules.
+Highlight-only benchmarks (``tvsum``, ``youtube_highlight``) are scored by
+:mod:`vtg_rl.metrics_summarization` from ``pred_saliency_scores`` alone (one score per labelled clip).
 
 >>> gt = [{"qid": 1, "duration": 150, "relevant_windows": [[10, 20]]}]
 >>> pred = [{"qid": 1, "pred_relevant_windows": [[10, 20, 0.9], [50, 60, 0.1]]}]
@@ -19,19 +21,34 @@ the second decimal: see :mod:`vtg_rl.metrics_mr` and :mod:`vtg_rl.metrics_hl` fo
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from vtg_rl.data.loaders import load_samples
 from vtg_rl.data.schema import VTGSample
 from vtg_rl.metrics_io import (SubmissionError, as_samples, load_ground_truth, read_submission,  # noqa: F401
                                write_submission)
 from vtg_rl.metrics_hl import highlight_metrics
 from vtg_rl.metrics_mr import MAX_MAP_WINDOWS, moment_retrieval_splits, threshold_key
 from vtg_rl.metrics_qa import grounded_qa_metrics, normalise_choice
+from vtg_rl.metrics_summarization import CLIP_LABEL_PROTOCOLS, clip_label_metrics
 
-PROTOCOLS = ("qvhighlights", "charades", "tacos", "gqa")
+PROTOCOLS = ("qvhighlights", "charades", "tacos", "gqa", "ego4d-nlq", "activitynet", "tvsum", "youtube_highlight")
+#: moment-retrieval protocols other than qvhighlights: their brief keys, (recall rank, tIoU) pairs
+_MR_BRIEF = {
+    "charades": ((1, 0.3), (1, 0.5), (1, 0.7), (5, 0.3), (5, 0.5), (5, 0.7)),
+    "tacos": ((1, 0.3), (1, 0.5), (1, 0.7), (5, 0.3), (5, 0.5), (5, 0.7)),
+    # the Ego4D episodic-memory NLQ evaluation: Rank@{1,5} at tIoU {0.3, 0.5} and top-1 mean IoU
+    "ego4d-nlq": ((1, 0.3), (1, 0.5), (5, 0.3), (5, 0.5)),
+    "activitynet": ((1, 0.3), (1, 0.5), (1, 0.7)),
+}
+#: protocol -> loader format of its raw release files (ground truth given as a path)
+_RELEASE_FORMATS = {"ego4d-nlq": "ego4d-nlq", "activitynet": "activitynet", "tvsum": "tvsum",
+                    "youtube_highlight": "youtube_highlight"}
 #: the reference's brief keys for moment retrieval: (key, split, metric, threshold)
 _QVH_MR_BRIEF = (
     ("MR-full-R1@0.5", "full", "MR-R1", "0.5"), ("MR-full-R1@0.7", "full", "MR-R1", "0.7"),
@@ -212,6 +229,28 @@ def _saliency_inputs(samples: list[VTGSample], rows: list[Optional[dict]], clip_
     return (pred_full, pred_len, gt_scores, np.asarray(n_clips), annot_mask), None
 
 
+def _load_protocol_ground_truth(path, protocol: str) -> list[VTGSample]:
+    """A unified-schema jsonl or a raw QVHighlights-style jsonl (:func:`load_ground_truth`); for the
+    protocols of :data:`_RELEASE_FORMATS` also the benchmark's own release file, read and validated
+    (strict) by its loader."""
+    fmt = _RELEASE_FORMATS.get(protocol)
+    if fmt is None:
+        return load_ground_truth(path)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such ground-truth file")
+    with path.open() as f:
+        first = next((line for line in f if line.strip()), "")
+    try:
+        head = json.loads(first)
+    except json.JSONDecodeError:
+        head = None
+    if isinstance(head, dict) and "windows" in head:
+        return load_ground_truth(path)
+    samples, _ = load_samples(path, fmt, policy="strict", check_videos=False)
+    return samples
+
+
 # --------------------------------------------------------------------------- evaluate
 def evaluate(predictions: PredictionsLike, ground_truth: GroundTruthLike, protocol: str = "qvhighlights",
              allow_missing: bool = False, clip_length: float = 2.0) -> dict:
@@ -221,7 +260,12 @@ def evaluate(predictions: PredictionsLike, ground_truth: GroundTruthLike, protoc
         predictions: submission rows, or the path of a submission jsonl.
         ground_truth: samples / raw rows, or the path of a unified or raw QVHighlights jsonl.
         protocol: "qvhighlights" (MR R1/R5/mIoU/mAP with length splits + HL, reference ``brief``
-            keys), "charades" / "tacos" (R1@0.3/0.5/0.7, R5@..., mIoU), "gqa" (grounded QA).
+            keys), "charades" / "tacos" (R1@0.3/0.5/0.7, R5@..., mIoU), "activitynet"
+            (R1@0.3/0.5/0.7, mIoU), "ego4d-nlq" (R1/R5 @0.3/0.5, mIoU), "gqa" (grounded QA),
+            "tvsum" (top-5 mAP per domain) / "youtube_highlight" (mAP per domain): see
+            :mod:`vtg_rl.metrics_summarization`. For ego4d-nlq / activitynet / tvsum /
+            youtube_highlight the ground-truth path may also be the raw release file (read with
+            :func:`vtg_rl.data.loaders.load_samples`, policy strict).
         allow_missing: score ground-truth queries without a prediction as 0 instead of failing.
         clip_length: saliency clip length in seconds (QVHighlights: 2).
 
@@ -234,7 +278,7 @@ def evaluate(predictions: PredictionsLike, ground_truth: GroundTruthLike, protoc
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if isinstance(ground_truth, (str, os.PathLike)):
-        samples = load_ground_truth(ground_truth)
+        samples = _load_protocol_ground_truth(ground_truth, protocol)
     else:
         samples = as_samples(ground_truth)
     if isinstance(predictions, (str, os.PathLike)):
@@ -246,6 +290,12 @@ def evaluate(predictions: PredictionsLike, ground_truth: GroundTruthLike, protoc
         dup = next(q for i, q in enumerate(qids) if q in qids[:i])
         raise SubmissionError(f"ground truth qid {dup}: appears twice")
     rows = _index_predictions(predictions, qids, allow_missing)
+    if protocol in CLIP_LABEL_PROTOCOLS:
+        hl = clip_label_metrics(samples, rows, protocol)
+        notes = hl.pop("notes")
+        hl["meta"] = {"protocol": protocol, "num_queries": len(samples),
+                      "num_missing": sum(r is None for r in rows), "notes": notes}
+        return hl
     scored = np.array([r is not None for r in rows])
     pred, scores, pred_mask = _prediction_windows(rows, qids)
     gt, gt_mask = _ground_truth_windows(samples)
@@ -282,10 +332,10 @@ def evaluate(predictions: PredictionsLike, ground_truth: GroundTruthLike, protoc
                     result["brief"][f"{level}-Hit1"] = block["HL-Hit1"]
         else:
             full = result["full"]
-            result["brief"] = {f"R1@{t}": full["MR-R1"][threshold_key(t)] for t in (0.3, 0.5, 0.7)}
-            result["brief"].update({f"R5@{t}": full["MR-R5"][threshold_key(t)] for t in (0.3, 0.5, 0.7)})
+            result["brief"] = {f"R{k}@{t}": full[f"MR-R{k}"][threshold_key(t)] for k, t in _MR_BRIEF[protocol]}
             result["brief"]["mIoU"] = full["MR-mIoU"]
-            result["brief"]["mAP"] = full["MR-mAP"]["average"]
+            if protocol in ("charades", "tacos"):
+                result["brief"]["mAP"] = full["MR-mAP"]["average"]
         listed_by_score = np.all((scores[:, 1:] <= scores[:, :-1]) | ~pred_mask[:, 1:])
         if not listed_by_score:
             notes.append("some predictions do not list windows by decreasing score: R1/R5/mIoU use the listed "
