@@ -28,7 +28,7 @@ import numpy as np
 from vtg_rl.agents.common import (AgentConfig, Generator, NothingProcessedError, best_gt_iou,
                                   completions_to_windows, finite_or_none, output_paths, save_histogram, spearman,
                                   write_json_atomic)
-from vtg_rl.agents.runner import ResumableRunner, partial_path_for
+from vtg_rl.agents.runner import ResumableRunner, output_lock, partial_path_for
 from vtg_rl.data.schema import VTGSample, write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,12 @@ class DifficultyEstimationAgent:
         return [self.score(s, c) for s, c in zip(samples, completions)]
 
     def run(self, samples: list[VTGSample], out_path, progress: bool = True) -> dict:
-        """Score ``samples``, write the outputs next to ``out_path``; returns the summary."""
+        """Score ``samples``, write the outputs next to ``out_path``; returns the summary.
+        Holds an exclusive lock on ``out_path`` throughout (a second run on it refuses)."""
+        with output_lock(out_path):
+            return self._run(samples, out_path, progress)
+
+    def _run(self, samples: list[VTGSample], out_path, progress: bool) -> dict:
         paths = output_paths(out_path, "hist.png", "summary.json")
         unlabeled = [{"qid": s.qid, "video_path": s.video_path, "reason": "no annotated window to score against"}
                      for s in samples if not s.windows]

@@ -64,7 +64,7 @@ import numpy as np
 
 from vtg_rl.agents.common import (AgentConfig, Generator, NothingProcessedError, completions_to_windows,
                                   finite_or_none, output_paths, write_json_atomic)
-from vtg_rl.agents.runner import ResumableRunner, partial_path_for
+from vtg_rl.agents.runner import ResumableRunner, output_lock, partial_path_for
 from vtg_rl.agents.verification import pixel_features, span_appearance_scores
 from vtg_rl.data.schema import VTGSample, atomic_write_text, iter_dicts, write_jsonl
 from vtg_rl.spans import cross_temporal_iou
@@ -288,7 +288,12 @@ class BoundaryReflectionAgent:
         return out
 
     def run(self, samples: list[VTGSample], out_path, progress: bool = True) -> dict:
-        """Reflect on ``samples``; write the cleaned dataset, the flagged list and the summary."""
+        """Reflect on ``samples``; write the cleaned dataset, the flagged list and the summary.
+        Holds an exclusive lock on ``out_path`` throughout (a second run on it refuses)."""
+        with output_lock(out_path):
+            return self._run(samples, out_path, progress)
+
+    def _run(self, samples: list[VTGSample], out_path, progress: bool) -> dict:
         paths = output_paths(out_path, "flagged.jsonl", "summary.json")
         unlabeled = [{"qid": s.qid, "video_path": s.video_path, "reason": "no annotated window to mask"}
                      for s in samples if not s.windows]

@@ -21,9 +21,11 @@ next to them, so a rerun with the same configuration rebuilds the outputs withou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,49 @@ logger = logging.getLogger(__name__)
 
 #: ``process_batch(samples) -> one result dict per sample`` (JSON-serialisable, without "qid")
 BatchFn = Callable[[list[VTGSample]], list[dict]]
+
+
+class OutputLockedError(RuntimeError):
+    """Another run holds the lock on the same output (its pid, host and start time are in the message)."""
+
+
+def lock_path_for(out_path: str | os.PathLike) -> Path:
+    """``runs/x/train.clean.jsonl`` -> ``runs/x/train.clean.jsonl.lock``."""
+    out = Path(out_path)
+    return out.with_name(f"{out.name}.lock")
+
+
+@contextlib.contextmanager
+def output_lock(out_path: str | os.PathLike):
+    """Hold an exclusive lock (``fcntl.flock`` on ``<out>.lock``) for the whole run: two runs on one
+    ``--out`` would interleave records in the partial file and overwrite each other's outputs. A second
+    run refuses at once, naming the holder's pid, host and start time. The lock goes with the process
+    (also on ``kill -9``); the lock file itself stays."""
+    import fcntl
+
+    path = lock_path_for(out_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+            try:
+                h = json.loads(holder)
+                who = f"pid {h['pid']} on {h['host']}, started {h['started']}"
+            except (ValueError, KeyError, TypeError):
+                who = "a process that has not written its details yet"
+            raise OutputLockedError(
+                f"{out_path}: another run is writing this output ({who}; lock file {path}); wait for it to "
+                f"finish or choose another --out") from None
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                           "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}, allow_nan=False)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (info + "\n").encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def partial_path_for(out_path: str | os.PathLike) -> Path:
