@@ -22,7 +22,8 @@ CHARADES_CSV = DATA / "charades" / "Charades_v1_test.csv"
 
 
 def test_registry_names():
-    assert set(FORMATS) == {"charades", "charades-jsonl", "qvhighlights", "tacos", "nextgqa", "rextime", "unified"}
+    assert set(FORMATS) == {"charades", "charades-jsonl", "qvhighlights", "tacos", "nextgqa", "rextime", "unified",
+                            "activitynet", "ego4d-nlq", "tvsum", "youtube_highlight"}
 
 
 # --------------------------------------------------------------------------- clean files, strict
