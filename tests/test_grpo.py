@@ -78,7 +78,7 @@ def test_logps_equal_plain_forward_with_video_for_policy_old_and_reference(tiny_
                            max_completion_length=10, output_dir=tmp_path)
     rows = [train_rows[i] for i in (0, 0, 3, 3)]
     out = trainer._generate_and_score_completions(rows)
-    assert {"old_per_token_logps", "ref_per_token_logps", "pixel_values_videos"} <= set(out)
+    assert {"old_per_token_logps", "ref_per_token_logps", "video_fields"} <= set(out)
     ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
     mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
     with trainer._video_context(VideoRows.from_inputs(out)), torch.no_grad():
@@ -166,7 +166,7 @@ def test_vision_tower_receives_gradient_from_the_grpo_loss(tiny_qwen_dir, train_
     grads = [p.grad.abs().sum().item() for p in trainer.model.model.visual.parameters() if p.grad is not None]
     assert grads and sum(grads) > 0
     # a loss batch without its video rows is refused, never computed blind
-    blind = {k: v for k, v in out.items() if k not in ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")}
+    blind = {k: v for k, v in out.items() if k not in ("video_fields", "video_keys")}
     with pytest.raises(RuntimeError, match="without its video"):
         trainer.compute_loss(trainer.model, blind)
 

@@ -1,8 +1,8 @@
 """PyAV frame sampling with true timestamps, and a disk cache of sampled frames.
 
-Why we decode ourselves (DESIGN §7): handing a path to the Qwen processor needs torchcodec (system FFmpeg),
-and handing it bare frames without ``video_metadata`` makes ``second_per_grid_ts`` silently 2/24 s instead
-of the real seconds. :func:`sample_frames` returns frames *with* a ``VideoMetadata`` carrying the stream's
+Why we decode ourselves: handing a path to a video processor needs torchcodec (system FFmpeg libraries), and
+handing it bare frames without ``video_metadata`` makes the processor assume a fallback fps (Qwen2.5-VL's
+``second_per_grid_ts`` silently becomes 2/24 s instead of the real seconds). :func:`sample_frames` returns frames *with* a ``VideoMetadata`` carrying the stream's
 real fps, duration and the chosen frame indices, which :mod:`vtg_rl.mllm.video_inputs` passes on.
 
 Sampling policy: the frame count follows qwen-vl-utils' ``smart_nframes`` (target fps, min/max frames, a
@@ -10,6 +10,12 @@ multiple of 2 for temporal patches); the indices are uniform ``floor(k * total /
 ``Qwen2VLVideoProcessor.sample_frames``) rather than qwen-vl-utils' ``linspace(0, total - 1, n)``, so frame k
 is shown at ``k / sampled_fps`` seconds and the model's mRoPE time of each temporal patch equals the
 presentation time of its first frame. Resizing (when a pixel budget is given) follows ``smart_resize``.
+
+Variable frame rate (frames not evenly spaced in time): ``time_grid="native"`` keeps the uniformly chosen
+frames and reports their real presentation times (for families told time as text, which can say any
+time); ``time_grid="even"`` picks, for each point ``k / sampled_fps`` of an even time grid, the frame on
+screen at that moment and reports the grid times (for families whose time is a fixed rate in the rotary
+positions, which can only express evenly spaced frames). On a constant-rate video both give the same frames.
 """
 
 from __future__ import annotations
@@ -26,9 +32,12 @@ import av
 import numpy as np
 from transformers.video_utils import VideoMetadata
 
-FRAME_FACTOR = 2  # temporal patch size of Qwen2.5-VL: frame counts are multiples of it
-PIXEL_FACTOR = 28  # patch 14 x spatial merge 2
-CACHE_VERSION = 1
+FRAME_FACTOR = 2  # frame counts are multiples of 2 (the Qwen families' temporal patch)
+PIXEL_FACTOR = 28  # Qwen2/2.5-VL: patch 14 x spatial merge 2 (Qwen3-VL: 32); callers pass their family's
+CACHE_VERSION = 2
+TIME_GRIDS = ("native", "even")
+#: frame intervals further than this fraction of the median interval from it make a video variable-rate
+VFR_TOLERANCE = 0.25
 
 FrameSize = Union[int, tuple[int, int], None]
 
@@ -61,7 +70,8 @@ class SampledVideo:
         return float(self.metadata.duration)
 
 
-def _target_size(height: int, width: int, max_pixels: Optional[int], frame_size: FrameSize) -> tuple[int, int]:
+def _target_size(height: int, width: int, max_pixels: Optional[int], frame_size: FrameSize,
+                 pixel_factor: int = PIXEL_FACTOR) -> tuple[int, int]:
     if frame_size is not None:
         h, w = (frame_size, frame_size) if isinstance(frame_size, int) else frame_size
         return int(h), int(w)
@@ -69,7 +79,7 @@ def _target_size(height: int, width: int, max_pixels: Optional[int], frame_size:
         return height, width  # never upscale here; the processor applies the model's own minimum
     from qwen_vl_utils.vision_process import smart_resize
 
-    return smart_resize(height, width, factor=PIXEL_FACTOR, min_pixels=PIXEL_FACTOR ** 2, max_pixels=max_pixels)
+    return smart_resize(height, width, factor=pixel_factor, min_pixels=pixel_factor ** 2, max_pixels=max_pixels)
 
 
 def choose_indices(total_frames: int, video_fps: float, fps: float, min_frames: int, max_frames: int) -> np.ndarray:
@@ -92,8 +102,9 @@ def _stream_facts(path: Path, stream) -> tuple[float, int, float, float]:
 
 
 def _decode(path: Path, wanted: Optional[set], size: tuple[int, int] | None, frame_size: FrameSize,
-            max_pixels: Optional[int]):
-    """One decoding pass: returns (kept frames by index, pts of kept frames, frames decoded, native h, w)."""
+            max_pixels: Optional[int], pixel_factor: int = PIXEL_FACTOR, all_times: Optional[list] = None):
+    """One decoding pass: returns (kept frames by index, pts of kept frames, frames decoded, native h, w).
+    ``all_times``, when given, receives the presentation time of every decoded frame."""
     kept, times = {}, {}
     count, native = 0, (0, 0)
     with av.open(str(path)) as container:
@@ -105,7 +116,9 @@ def _decode(path: Path, wanted: Optional[set], size: tuple[int, int] | None, fra
             if count == 0:
                 native = (frame.height, frame.width)
                 if size is None:
-                    size = _target_size(frame.height, frame.width, max_pixels, frame_size)
+                    size = _target_size(frame.height, frame.width, max_pixels, frame_size, pixel_factor)
+            if all_times is not None:
+                all_times.append(float(frame.time) if frame.time is not None else float("nan"))
             if wanted is None or count in wanted:
                 h, w = size
                 kept[count] = frame.to_ndarray(format="rgb24", width=w, height=h)
@@ -114,14 +127,38 @@ def _decode(path: Path, wanted: Optional[set], size: tuple[int, int] | None, fra
     return kept, times, count, native
 
 
+def is_variable_rate(times) -> bool:
+    """Whether presentation times are unevenly spaced (beyond ``VFR_TOLERANCE`` of the median interval)."""
+    t = np.asarray(times, dtype=np.float64)
+    if len(t) < 3 or not np.all(np.isfinite(t)):
+        return False
+    d = np.diff(t)
+    med = float(np.median(d))
+    return med > 0 and bool(np.max(np.abs(d - med)) > VFR_TOLERANCE * med)
+
+
+def even_grid_indices(times, n: int, sampled_fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each grid time ``k / sampled_fps`` (k < n, from the first frame), the index of the frame on screen
+    then (the last one presented at or before it). Returns ``(indices, grid times)``."""
+    t = np.asarray(times, dtype=np.float64) - float(times[0])
+    grid = np.arange(n) / float(sampled_fps)
+    idx = np.searchsorted(t, grid + 1e-9, side="right") - 1
+    return np.clip(idx, 0, len(t) - 1).astype(np.int64), grid
+
+
 def sample_frames(path, fps: float = 2.0, min_frames: int = 4, max_frames: int = 64,
-                  max_pixels: Optional[int] = None, frame_size: FrameSize = None) -> SampledVideo:
-    """Decode ``path`` with PyAV and keep ~``fps`` frames per second (see the module docstring for the policy).
+                  max_pixels: Optional[int] = None, frame_size: FrameSize = None, time_grid: str = "native",
+                  pixel_factor: int = PIXEL_FACTOR) -> SampledVideo:
+    """Decode ``path`` with PyAV and keep ~``fps`` frames per second (see the module docstring for the policy
+    and for ``time_grid`` on variable-frame-rate videos).
 
     ``frame_size`` (int or (H, W)) resizes every frame exactly; otherwise ``max_pixels`` bounds H*W with
-    qwen-vl-utils' ``smart_resize`` (frames already within budget keep their size).
-    Raises :class:`VideoDecodeError` naming the file when it is missing, empty, corrupt or too short.
+    qwen-vl-utils' ``smart_resize`` to multiples of ``pixel_factor`` (frames already within budget keep
+    their size). Raises :class:`VideoDecodeError` naming the file when it is missing, empty, corrupt or too
+    short.
     """
+    if time_grid not in TIME_GRIDS:
+        raise ValueError(f"time_grid must be one of {TIME_GRIDS}, got {time_grid!r}")
     path = Path(path)
     if not path.is_file():
         raise VideoDecodeError(path, "no such video file")
@@ -135,17 +172,25 @@ def sample_frames(path, fps: float = 2.0, min_frames: int = 4, max_frames: int =
             if math.isnan(duration) and container.duration:
                 duration = container.duration / av.time_base
         total = -1
+        every = []  # presentation time of every decoded frame (of the last pass)
+        decode = dict(frame_size=frame_size, max_pixels=max_pixels, pixel_factor=pixel_factor)
         if header_total >= FRAME_FACTOR:
             wanted = choose_indices(header_total, video_fps, fps, min_frames, max_frames)
-            kept, times, total, native = _decode(path, set(wanted.tolist()), None, frame_size, max_pixels)
+            kept, times, total, native = _decode(path, set(wanted.tolist()), None, all_times=every, **decode)
         elif header_total == 0:  # the header has no frame count: count by decoding first
-            _, _, total, _ = _decode(path, set(), (1, 1), frame_size, max_pixels)
+            _, _, total, _ = _decode(path, set(), (1, 1), **decode)
         if total < FRAME_FACTOR:
             raise VideoDecodeError(path, f"only {max(total, header_total)} decodable frame(s); "
                                          f"need at least {FRAME_FACTOR}")
         if total != header_total:  # the header was wrong or silent: pick from the true count
             wanted = choose_indices(total, video_fps, fps, min_frames, max_frames)
-            kept, times, total, native = _decode(path, set(wanted.tolist()), None, frame_size, max_pixels)
+            every = []
+            kept, times, total, native = _decode(path, set(wanted.tolist()), None, all_times=every, **decode)
+        grid = None
+        if time_grid == "even" and is_variable_rate(every):
+            # frames unevenly spaced in time: take the frame on screen at each point of an even grid
+            wanted, grid = even_grid_indices(every, len(wanted), len(wanted) / total * video_fps)
+            kept, times, total, native = _decode(path, set(wanted.tolist()), None, **decode)
     except VideoDecodeError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as err:  # corrupt container or stream
@@ -157,6 +202,8 @@ def sample_frames(path, fps: float = 2.0, min_frames: int = 4, max_frames: int =
         duration = total / video_fps
     frames = np.stack([kept[int(i)] for i in wanted])
     timestamps = np.array([times[int(i)] - start for i in wanted], dtype=np.float64)
+    if grid is not None:  # each frame stands for its grid time (it is the one on screen then)
+        timestamps = grid + timestamps[0]
     metadata = VideoMetadata(total_num_frames=total, fps=video_fps, width=native[1], height=native[0],
                              duration=duration, video_backend="pyav", frames_indices=[int(i) for i in wanted])
     return SampledVideo(frames=frames, timestamps=timestamps, metadata=metadata, path=str(path))
@@ -188,9 +235,11 @@ class FrameCache:
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     def get(self, path, fps: float = 2.0, min_frames: int = 4, max_frames: int = 64,
-            max_pixels: Optional[int] = None, frame_size: FrameSize = None) -> SampledVideo:
+            max_pixels: Optional[int] = None, frame_size: FrameSize = None, time_grid: str = "native",
+            pixel_factor: int = PIXEL_FACTOR) -> SampledVideo:
         params = dict(fps=float(fps), min_frames=int(min_frames), max_frames=int(max_frames),
-                      max_pixels=max_pixels, frame_size=frame_size)
+                      max_pixels=max_pixels, frame_size=frame_size, time_grid=time_grid,
+                      pixel_factor=int(pixel_factor))
         file = self.cache_dir / f"{self.key(path, **params)}.npz"
         if file.is_file():
             self.hits += 1
@@ -222,20 +271,33 @@ class FrameCache:
                                 path=str(path))
 
 
-def write_video(path, frames: np.ndarray, fps: float, codec: str = "libx264") -> Path:
-    """Encode uint8 frames (T, H, W, 3) as an mp4 at constant ``fps`` (H and W even for yuv420p)."""
+def write_video(path, frames: np.ndarray, fps: float, codec: str = "libx264",
+                timestamps: Optional[np.ndarray] = None) -> Path:
+    """Encode uint8 frames (T, H, W, 3) as an mp4 at constant ``fps`` (H and W even for yuv420p), or, with
+    ``timestamps`` (seconds, increasing, one per frame), at those presentation times (a variable frame rate;
+    ``fps`` is then the nominal rate written in the header)."""
     path = Path(path)
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"{path}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    if timestamps is not None:
+        timestamps = np.asarray(timestamps, dtype=np.float64)
+        if timestamps.shape != (len(frames),) or np.any(np.diff(timestamps) <= 0):
+            raise ValueError(f"{path}: timestamps must be increasing, one per frame")
     from fractions import Fraction
 
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+        if timestamps is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        for k, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if timestamps is not None:
+                frame.pts = int(round(timestamps[k] * 1000))
+                frame.time_base = Fraction(1, 1000)
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

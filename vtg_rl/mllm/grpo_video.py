@@ -18,43 +18,70 @@ from typing import Any, Optional
 
 import torch
 
-from vtg_rl.mllm.video_inputs import build_video_inputs, render_prompt
+from vtg_rl.mllm.families import adapter_for
 
 #: the per-row keys VideoGRPOTrainer adds to TRL's rollout dict
-VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts", "video_keys")
+VIDEO_KEYS = ("video_fields", "video_keys")
 
 
 @dataclass
 class VideoRows:
-    """One video per row: ``pixel_values_videos[i]`` is row i's ``(patches_i, dim)`` block.
+    """One video per row: ``fields[i]`` is row i's video tensors (the model family's keys, each with a leading
+    dimension so that rows concatenate, e.g. Qwen's ``pixel_values_videos`` patches and ``video_grid_thw``).
 
     ``keys[i]`` (optional) names what row i's pixels are: the video file, the sampling and the curriculum
     mask (:func:`video_key`); rows with equal keys hold equal pixels. It lets the shared-prefix path find a
     group's rows and cache a frozen vision tower's output across steps (:mod:`vtg_rl.mllm.shared_prefix`).
     """
 
-    pixel_values_videos: list[torch.Tensor]
-    video_grid_thw: torch.Tensor  # (B, 3)
-    second_per_grid_ts: torch.Tensor  # (B,)
+    fields: list[dict[str, torch.Tensor]]
     keys: Optional[list[str]] = None
 
     def __len__(self) -> int:
-        return len(self.pixel_values_videos)
+        return len(self.fields)
 
     def select(self, start: int, end: int) -> "VideoRows":
-        return VideoRows(self.pixel_values_videos[start:end], self.video_grid_thw[start:end],
-                         self.second_per_grid_ts[start:end], None if self.keys is None else self.keys[start:end])
+        return VideoRows(self.fields[start:end], None if self.keys is None else self.keys[start:end])
+
+    def take(self, rows) -> "VideoRows":
+        idx = [int(i) for i in rows]
+        return VideoRows([self.fields[i] for i in idx], None if self.keys is None else [self.keys[i] for i in idx])
 
     def model_kwargs(self, device=None) -> dict[str, torch.Tensor]:
-        """The Qwen2.5-VL forward / generate keyword arguments for these rows, in row order."""
-        pixels = torch.cat(list(self.pixel_values_videos), dim=0)
-        out = {"pixel_values_videos": pixels, "video_grid_thw": self.video_grid_thw,
-               "second_per_grid_ts": self.second_per_grid_ts}
+        """The video keyword arguments of a forward / ``generate`` over these rows, in row order."""
+        if not self.fields:
+            return {}
+        out = {k: torch.cat([f[k] for f in self.fields], dim=0) for k in self.fields[0]}
         return {k: v.to(device) for k, v in out.items()} if device is not None else out
 
+    # the Qwen families' keys, per row (tests and tools read them)
+    @property
+    def pixel_values_videos(self) -> list[torch.Tensor]:
+        return [f["pixel_values_videos"] for f in self.fields]
+
+    @property
+    def video_grid_thw(self) -> Optional[torch.Tensor]:
+        return torch.cat([f["video_grid_thw"] for f in self.fields]) if "video_grid_thw" in self.fields[0] else None
+
+    @property
+    def second_per_grid_ts(self) -> Optional[torch.Tensor]:
+        if "second_per_grid_ts" not in self.fields[0]:
+            return None
+        return torch.cat([f["second_per_grid_ts"] for f in self.fields])
+
+    def signature(self, i: int) -> tuple:
+        """What identifies row i's video without comparing pixels: the key, or the small tensors and shapes."""
+        f = self.fields[i]
+        small = tuple((k, tuple(v.shape), tuple(v.flatten().tolist()) if v.numel() <= 16 else None)
+                      for k, v in sorted(f.items()))
+        return (self.keys[i] if self.keys is not None else None, small)
+
+    def same_pixels(self, a: int, b: int) -> bool:
+        fa, fb = self.fields[a], self.fields[b]
+        return all(fa[k] is fb[k] or (fa[k].shape == fb[k].shape and bool(torch.equal(fa[k], fb[k]))) for k in fa)
+
     def as_inputs(self) -> dict[str, Any]:
-        out = {"pixel_values_videos": list(self.pixel_values_videos), "video_grid_thw": self.video_grid_thw,
-               "second_per_grid_ts": self.second_per_grid_ts}
+        out: dict[str, Any] = {"video_fields": list(self.fields)}
         if self.keys is not None:
             out["video_keys"] = list(self.keys)
         return out
@@ -62,14 +89,13 @@ class VideoRows:
     @classmethod
     def from_inputs(cls, inputs: dict) -> Optional["VideoRows"]:
         """Rebuild from a (shuffled, split) rollout dict; ``None`` when it carries no video."""
-        if "pixel_values_videos" not in inputs:
+        if "video_fields" not in inputs:
             return None
-        pixels = inputs["pixel_values_videos"]
-        if isinstance(pixels, torch.Tensor):
-            raise TypeError("pixel_values_videos must be a per-row list in a VideoGRPOTrainer rollout dict")
+        fields = inputs["video_fields"]
+        if isinstance(fields, dict) or (fields and not isinstance(fields[0], dict)):
+            raise TypeError("video_fields must be a per-row list of dicts in a VideoGRPOTrainer rollout dict")
         keys = inputs.get("video_keys")
-        return cls(list(pixels), inputs["video_grid_thw"], inputs["second_per_grid_ts"],
-                   None if keys is None else list(keys))
+        return cls(list(fields), None if keys is None else list(keys))
 
 
 @dataclass
@@ -97,7 +123,8 @@ def video_key(path: str, sampling, visible: Optional[list[bool]] = None, fill: O
     resolved = Path(path).resolve()
     st = resolved.stat()
     blob = json.dumps({"path": str(resolved), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                       "sampling": [sampling.fps, sampling.min_frames, sampling.max_frames, sampling.max_pixels],
+                       "sampling": [sampling.fps, sampling.min_frames, sampling.max_frames, sampling.max_pixels,
+                                    sampling.time_grid, sampling.pixel_factor],
                        "visible": None if visible is None else "".join("1" if v else "0" for v in visible),
                        "fill": fill, "transform": transform}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
@@ -112,12 +139,15 @@ def _difficulty(row: dict) -> Optional[float]:
 
 
 def build_rollout_video(processor, sampling, rows: list[dict], masker=None, progress: float = 0.0,
-                        device=None, frame_transform=None, transform_name: Optional[str] = None) -> RolloutVideo:
+                        device=None, frame_transform=None, transform_name: Optional[str] = None,
+                        adapter=None) -> RolloutVideo:
     """Decode (cached), curriculum-mask and process the videos of ``rows`` (dataset rows with ``prompt``,
     ``video_path`` and, for masking, ``windows``, ``duration``, ``difficulty``, ``hard``).
 
     ``frame_transform`` (SampledVideo -> SampledVideo, named ``transform_name`` in the video keys) is applied
     after masking, to the frames every forward and the rollout engine see."""
+    adapter = adapter or adapter_for(processor)
+    sampling = sampling.for_family(adapter)
     keys, unique = [], {}
     for row in rows:
         if not row.get("video_path"):
@@ -144,30 +174,20 @@ def build_rollout_video(processor, sampling, rows: list[dict], masker=None, prog
             video = frame_transform(video)
         vkeys.append(video_key(row["video_path"], sampling, visible, masker.config.fill if visible else None,
                                transform_name if frame_transform is not None else None))
-        texts.append(render_prompt(processor, row["prompt"], add_generation_prompt=True))
+        texts.append(adapter.render_prompt(row["prompt"], add_generation_prompt=True))
         videos.append(video)
         fractions.append(fraction)
         masked.append(masker is not None and masker.is_hard(_difficulty(row), row.get("hard")))
 
-    batch = build_video_inputs(processor, texts, videos, padding_side="left")
-    grid = batch["video_grid_thw"]
-    if grid.size(0) != len(texts):
-        raise ValueError(f"expected one video per prompt, the processor returned {grid.size(0)} for {len(texts)}")
-    pixels = torch.split(batch["pixel_values_videos"], grid.prod(-1).tolist(), dim=0)
-    spg = torch.as_tensor(batch["second_per_grid_ts"], dtype=torch.float32).reshape(-1)
+    batch = adapter.build_inputs(texts, videos, padding_side="left")
+    per_video = adapter.split_videos(batch, len(texts))
     ids = [batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist() for i in range(len(texts))]
 
     index = {key: i for i, key in enumerate(unique)}
     order = [index[k] for k in keys]
-    order_t = torch.tensor(order)
-    if device is not None:  # once per unique video: the rows of a group share one tensor on the device
-        pixels = [p.to(device) for p in pixels]
-    video_rows = VideoRows(
-        pixel_values_videos=[pixels[i] for i in order],
-        video_grid_thw=grid[order_t].to(device) if device is not None else grid[order_t],
-        second_per_grid_ts=spg[order_t].to(device) if device is not None else spg[order_t],
-        keys=[vkeys[i] for i in order],
-    )
+    if device is not None:  # once per unique video: the rows of a group share the same tensors on the device
+        per_video = [{k: v.to(device) for k, v in f.items()} for f in per_video]
+    video_rows = VideoRows(fields=[per_video[i] for i in order], keys=[vkeys[i] for i in order])
     return RolloutVideo(prompt_ids=[list(ids[i]) for i in order], rows=video_rows,
                         mask_fraction=[fractions[i] for i in order], masked=[masked[i] for i in order],
                         videos=[videos[i] for i in order])
@@ -177,11 +197,6 @@ def mm_token_type_ids(processor, input_ids: torch.Tensor) -> torch.Tensor:
     """The processor's modality rule (0 text, 1 image, 2 video) applied to token ids, on their device.
 
     Deriving it from the ids (rather than carrying the processor's prompt-only tensor) covers the
-    completion tokens and any padding layout TRL chooses. Without it Qwen2.5-VL silently falls back to
-    1-D positions (DESIGN §7)."""
-    out = torch.zeros_like(input_ids)
-    for value, ids in ((1, processor.image_token_ids), (2, processor.video_token_ids)):
-        ids = [i for i in ids if i is not None]
-        if ids:
-            out[torch.isin(input_ids, torch.tensor(ids, device=input_ids.device))] = value
-    return out
+    completion tokens and any padding layout TRL chooses. Without it the Qwen families silently fall back
+    to 1-D positions."""
+    return adapter_for(processor).token_type_ids(input_ids)

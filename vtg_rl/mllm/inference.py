@@ -14,16 +14,18 @@ import torch
 from tqdm.auto import tqdm
 
 from vtg_rl.data.schema import VTGSample
+from vtg_rl.mllm.families import adapter_for
 from vtg_rl.mllm.prompts import grounding_messages
-from vtg_rl.mllm.video_inputs import build_video_inputs, render_prompt
 from vtg_rl.mllm.video_source import VideoSampling
 from vtg_rl.spans import clamp_spans, is_well_formed, parse_answer, temporal_iou
 
-#: tokens that must never be generated as text (TRL suppresses only the image pad; DESIGN §7)
+#: the Qwen families' vision tokens, which must never be generated as text (other families: their adapter's
+#: ``vision_token_strings``)
 VISION_TOKENS = ("<|video_pad|>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
 
 
 def suppressed_token_ids(tokenizer) -> list[int]:
+    """Ids of :data:`VISION_TOKENS` in ``tokenizer`` (a processor's adapter knows its family's own set)."""
     ids = []
     for t in VISION_TOKENS:
         i = tokenizer.convert_tokens_to_ids(t)
@@ -49,26 +51,31 @@ def generate_answers(model, processor, samples: list[VTGSample], sampling: Optio
     them (the reflection agent blanks the annotated span with it; blanked frames keep their timestamps).
     Returns one list of decoded completions per sample, in order.
     """
-    sampling = sampling or VideoSampling()
+    adapter = adapter_for(processor)
+    sampling = (sampling or VideoSampling()).for_family(adapter)
     tok = processor.tokenizer
-    end_id = tok.convert_tokens_to_ids("<|im_end|>")
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else end_id
+    end_id = adapter.end_token_id()
+    pad_id = adapter.pad_token_id()
     was_training = model.training
     model.eval()
     results: list[list[str]] = []
     bar = tqdm(total=len(samples), desc=desc, disable=not progress, leave=False)
     try:
         for chunk in _batches(samples, batch_size):
-            texts = [render_prompt(processor, grounding_messages(s), add_generation_prompt=True) for s in chunk]
+            texts = [adapter.render_prompt(grounding_messages(s), add_generation_prompt=True) for s in chunk]
             videos = [sampling.load(s.video_path, qid=s.qid) for s in chunk]
             if frame_transform is not None:
                 videos = [frame_transform(s, v) for s, v in zip(chunk, videos)]
-            inputs = build_video_inputs(processor, texts, videos, padding_side="left").to(model.device)
+            batch = adapter.build_inputs(texts, videos, padding_side="left")
+            video_kwargs = adapter.merge_videos(adapter.split_videos(batch, len(videos)))
+            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                      **adapter.forward_kwargs(batch["input_ids"], video_kwargs)}
+            inputs = {k: v.to(model.device) for k, v in inputs.items()}
             out = model.generate(
                 **inputs, max_new_tokens=max_new_tokens, do_sample=do_sample,
                 temperature=temperature if do_sample else None, top_p=None, top_k=None,
                 num_return_sequences=num_return_sequences, eos_token_id=end_id, pad_token_id=pad_id,
-                suppress_tokens=suppressed_token_ids(tok),
+                suppress_tokens=adapter.suppress_token_ids(),
             )
             completions = tok.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
             for i in range(len(chunk)):

@@ -11,8 +11,10 @@ Log-prob forwards (:func:`shared_prefix_logps`) *fold* each group into one seque
 with a 4-D attention mask: the prompt is causal over itself; each completion slot attends to the prompt
 and causally to itself, never to another slot. The last prompt token opens every slot, so the slot's
 hidden states predict exactly the tokens the naive forward scores (``shift_labels``): c_1 .. c_C. The
-slots get the naive mRoPE positions: Qwen2.5-VL's 3-D positions of the prompt (``get_rope_index``), and
-text positions continuing after the prompt's last position (max position + rope delta) for every slot.
+slots get the naive rotary positions: the model's 3-D positions of the prompt (``get_rope_index`` of the
+Qwen2-VL, Qwen2.5-VL and Qwen3-VL families, through the family adapter), and text positions continuing
+after the prompt's last position for every slot. Families whose layers carry state along the sequence
+(Qwen3.5's linear attention) or without 3-D positions are refused at start-up (:func:`check_supported`).
 The video and the prompt are computed once per group; autograd sums the G slots' gradients into them
 (Prefix Grouper, 2025, splits the same attention into prefix self-attention plus suffix attention).
 One ordinary forward, so gradient checkpointing, PEFT, DDP and ZeRO work as in the naive path.
@@ -35,19 +37,21 @@ from typing import Optional
 
 import torch
 
-from vtg_rl.mllm.grpo_video import VideoRows, mm_token_type_ids
+from vtg_rl.mllm.families import FAMILIES, UnsupportedFamilyFeature, adapter_for
+from vtg_rl.mllm.grpo_video import VideoRows
 
-SUPPORTED_MODEL_TYPES = ("qwen2_5_vl",)
+SUPPORTED_MODEL_TYPES = tuple(t for cls in FAMILIES.values() if cls.capabilities.shared_prefix for t in cls.model_types)
 SUPPORTED_ATTENTION = ("sdpa", "eager")
 
 
-class SharedPrefixUnsupported(ValueError):
+class SharedPrefixUnsupported(UnsupportedFamilyFeature):
     """The model cannot run the shared-prefix forwards; ``shared_prefix=False`` runs the naive path."""
 
 
 # ---------------------------------------------------------------------------------------------- the model
 def vl_core(model):
-    """The ``Qwen2_5_VLModel`` inside ``model`` (through DDP / DeepSpeed wrappers and PEFT)."""
+    """The Qwen-style vision-language core inside ``model`` (``get_rope_index`` + ``visual`` +
+    ``language_model``; through DDP / DeepSpeed wrappers and PEFT), or None."""
     seen = set()
     while id(model) not in seen:
         seen.add(id(model))
@@ -63,13 +67,16 @@ def vl_core(model):
     return None
 
 
-def check_supported(model) -> None:
+def check_supported(model, adapter=None) -> None:
     """Raise :class:`SharedPrefixUnsupported` with what to do when ``model`` cannot share prefixes."""
-    core = vl_core(model)
     name = type(model).__name__
+    if adapter is not None and not adapter.capabilities.shared_prefix:
+        raise SharedPrefixUnsupported(adapter.unsupported_reason("shared_prefix"))
+    core = vl_core(model)
     if core is None:
-        raise SharedPrefixUnsupported(f"shared_prefix=True needs a Qwen2.5-VL model (3-D mRoPE via get_rope_index); "
-                                      f"got {name}. Set shared_prefix=False to run the naive forwards")
+        raise SharedPrefixUnsupported(f"shared_prefix=True needs a model with 3-D rotary positions (get_rope_index: "
+                                      f"{', '.join(SUPPORTED_MODEL_TYPES)}); got {name}. Set shared_prefix=False "
+                                      "to run the naive forwards")
     model_type = getattr(core.config, "model_type", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise SharedPrefixUnsupported(f"shared_prefix=True supports {SUPPORTED_MODEL_TYPES}, got model_type "
@@ -110,16 +117,14 @@ def group_rows(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, video: Video
 
     Videos are compared by their keys when the rows carry them, otherwise by the pixels themselves."""
     ids = [row[m.bool()].tolist() for row, m in zip(prompt_ids.cpu(), prompt_mask.cpu())]
-    grid = video.video_grid_thw.tolist()
-    spg = video.second_per_grid_ts.tolist()
     candidates: dict[tuple, list[int]] = {}  # signature -> representative rows of groups with it
     group, slot, rep, counts = [], [], [], []
     for r in range(len(ids)):
         key = video.keys[r] if video.keys is not None else None
-        signature = (tuple(ids[r]), tuple(grid[r]), float(spg[r]), key)
+        signature = (tuple(ids[r]), video.signature(r))
         found = None
         for u in candidates.get(signature, []):
-            if key is not None or _same_pixels(video.pixel_values_videos[rep[u]], video.pixel_values_videos[r]):
+            if key is not None or video.same_pixels(rep[u], r):
                 found = u
                 break
         if found is None:
@@ -133,10 +138,6 @@ def group_rows(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, video: Video
     device = prompt_ids.device
     return PrefixGroups(torch.tensor(group, device=device), torch.tensor(slot, device=device),
                         torch.tensor(rep, device=device), max(counts))
-
-
-def _same_pixels(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a is b or (a.shape == b.shape and bool(torch.equal(a, b)))
 
 
 # ---------------------------------------------------------------------------------------------- vision cache
@@ -204,25 +205,22 @@ def video_inputs(core, video: VideoRows, rows: torch.Tensor, cache: Optional[Vis
     """The model's video keyword arguments for ``rows`` of ``video``: the pixels, or with a frozen tower and a
     cache, the cached features (``mm_encoder_outputs``)."""
     idx = rows.tolist()
-    grid = video.video_grid_thw[rows]
-    spg = video.second_per_grid_ts[rows]
-    pixels = [video.pixel_values_videos[i] for i in idx]
+    chosen = video.take(idx)
+    kwargs = chosen.model_kwargs()
     if cache is not None and video.keys is not None and vision_is_frozen(core.visual):
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-        feats = cache.features(core, [video.keys[i] for i in idx], pixels, grid)
-        return {"mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=tuple(feats))},
-                "video_grid_thw": grid, "second_per_grid_ts": spg}
-    return {"pixel_values_videos": torch.cat(pixels, dim=0), "video_grid_thw": grid, "second_per_grid_ts": spg}
+        feats = cache.features(core, chosen.keys, chosen.pixel_values_videos, kwargs["video_grid_thw"])
+        kwargs.pop("pixel_values_videos")
+        return {"mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=tuple(feats))}, **kwargs}
+    return kwargs
 
 
 def prompt_positions(core, processor, ids: torch.Tensor, mask: torch.Tensor, video: VideoRows,
-                     rows: torch.Tensor) -> torch.Tensor:
-    """Qwen2.5-VL's 3-D positions ``(3, U, P)`` of left-padded prompts ``ids`` whose videos are ``rows``."""
-    positions, _ = core.get_rope_index(ids, mm_token_type_ids(processor, ids),
-                                       video_grid_thw=video.video_grid_thw[rows],
-                                       second_per_grid_ts=video.second_per_grid_ts[rows], attention_mask=mask)
-    return positions
+                     rows: torch.Tensor, adapter=None) -> torch.Tensor:
+    """The 3-D positions ``(3, U, P)`` of left-padded prompts ``ids`` whose videos are ``rows``."""
+    adapter = adapter or adapter_for(processor)
+    return adapter.prompt_positions(core, ids, mask, video.take(rows.tolist()).model_kwargs())
 
 
 # ---------------------------------------------------------------------------------------------- log-probs
@@ -284,7 +282,7 @@ def fold_batch(input_ids, attention_mask, logits_to_keep: int, groups: PrefixGro
 
 def shared_prefix_logps(model, processor, input_ids, attention_mask, video: VideoRows, logits_to_keep: int,
                         compute_entropy: bool = False, vision_cache: Optional[VisionFeatureCache] = None,
-                        pad_token_id: int = 0):
+                        pad_token_id: int = 0, adapter=None):
     """Per-token log-probs (and entropies) of the last ``logits_to_keep`` tokens of each row, each group's
     prompt computed once. Same contract as ``VideoGRPOTrainer.video_logps_forward``: ``(B, C)`` tensors,
     0 where the completion is padding. ``model`` must carry TRL's fused LM head (``fused_lm_head=True``)."""
@@ -292,7 +290,7 @@ def shared_prefix_logps(model, processor, input_ids, attention_mask, video: Vide
     width = input_ids.size(1) - logits_to_keep
     groups = group_rows(input_ids[:, :width], attention_mask[:, :width], video)
     rep_ids, rep_mask = input_ids[groups.rep, :width], attention_mask[groups.rep, :width]
-    positions = prompt_positions(core, processor, rep_ids, rep_mask, video, groups.rep)
+    positions = prompt_positions(core, processor, rep_ids, rep_mask, video, groups.rep, adapter=adapter)
     attn = core.language_model.config._attn_implementation
     dtype = torch.bool if attn == "sdpa" else next(core.language_model.parameters()).dtype
     if not dtype.is_floating_point and dtype != torch.bool:
@@ -309,11 +307,12 @@ def shared_prefix_logps(model, processor, input_ids, attention_mask, video: Vide
 
 # ---------------------------------------------------------------------------------------------- generation
 def shared_generate(model, processor, prompt_ids: list[list[int]], video: VideoRows, generation_config,
-                    pad_token_id: int, vision_cache: Optional[VisionFeatureCache] = None) -> torch.Tensor:
+                    pad_token_id: int, vision_cache: Optional[VisionFeatureCache] = None,
+                    adapter=None) -> torch.Tensor:
     """Sample one continuation per row, each unique prompt prefilled once. Returns the new tokens ``(B, T)``
     (right-padded with ``pad_token_id`` after EOS, as ``generate`` leaves them), in the rows' order."""
     core = vl_core(model)
-    device = video.video_grid_thw.device
+    device = next(iter(video.fields[0].values())).device
     width = max(len(p) for p in prompt_ids)
     ids = torch.full((len(prompt_ids), width), pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
@@ -323,7 +322,7 @@ def shared_generate(model, processor, prompt_ids: list[list[int]], video: VideoR
     ids, mask = ids.to(device), mask.to(device)
     groups = group_rows(ids, mask, video)
     rep = groups.rep
-    positions = prompt_positions(core, processor, ids[rep], mask[rep], video, rep)
+    positions = prompt_positions(core, processor, ids[rep], mask[rep], video, rep, adapter=adapter)
     # prefill all but the last prompt token, once per group; generate() feeds the last token per row
     prefill = model(input_ids=ids[rep, :-1], attention_mask=mask[rep, :-1], position_ids=positions[..., :-1],
                     use_cache=True, logits_to_keep=1, **video_inputs(core, video, rep, vision_cache))
@@ -361,7 +360,8 @@ def generate_single_turn(trainer, prompt_ids: list[list[int]]) -> tuple[list[lis
           torch.no_grad(),
           trainer._dist.summon_full_params(trainer.model_wrapped, recurse=False)):
         new_tokens = shared_generate(unwrapped, trainer.processing_class, prompt_ids, video, trainer.generation_config,
-                                     trainer._tokenizer.pad_token_id, vision_cache=trainer.vision_cache)
+                                     trainer._tokenizer.pad_token_id, vision_cache=trainer.vision_cache,
+                                     adapter=trainer.adapter)
     return completion_lists(new_tokens, trainer.eos_token_ids), None
 
 

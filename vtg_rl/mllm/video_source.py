@@ -3,10 +3,10 @@ GRPO, inference and the data agents so that every stage sees a video the same wa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from vtg_rl.data.video import FrameCache, SampledVideo, VideoDecodeError, sample_frames
+from vtg_rl.data.video import PIXEL_FACTOR, FrameCache, SampledVideo, VideoDecodeError, sample_frames
 
 
 @dataclass
@@ -18,6 +18,9 @@ class VideoSampling:
         min_frames / max_frames: bounds on the number of sampled frames (rounded to the temporal patch).
         max_pixels: pixel budget per frame (``None`` = the processor's own policy).
         cache_dir: where decoded frames are cached (``None`` = no cache).
+        time_grid: ``"native"`` or ``"even"``: how frames of a variable-frame-rate video are chosen
+            (:func:`vtg_rl.data.video.sample_frames`); set from the model family by :meth:`for_family`.
+        pixel_factor: frame sides are multiples of it when ``max_pixels`` resizes (the family's patch x merge).
     """
 
     fps: float = 2.0
@@ -25,12 +28,21 @@ class VideoSampling:
     max_frames: int = 64
     max_pixels: Optional[int] = None
     cache_dir: Optional[str] = None
+    time_grid: str = "native"
+    pixel_factor: int = PIXEL_FACTOR
 
     def __post_init__(self):
         self._cache = FrameCache(self.cache_dir) if self.cache_dir else None
 
+    def for_family(self, adapter) -> "VideoSampling":
+        """This policy with the model family's time grid and pixel factor (the same object when they agree)."""
+        if self.time_grid == adapter.time_grid and self.pixel_factor == adapter.pixel_factor:
+            return self
+        return replace(self, time_grid=adapter.time_grid, pixel_factor=adapter.pixel_factor)
+
     def _kwargs(self) -> dict:
-        return dict(fps=self.fps, min_frames=self.min_frames, max_frames=self.max_frames, max_pixels=self.max_pixels)
+        return dict(fps=self.fps, min_frames=self.min_frames, max_frames=self.max_frames, max_pixels=self.max_pixels,
+                    time_grid=self.time_grid, pixel_factor=self.pixel_factor)
 
     def load(self, path: str, qid: Optional[str] = None) -> SampledVideo:
         try:
