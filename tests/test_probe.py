@@ -152,3 +152,29 @@ def test_preflight_loaded_names_file_and_line(videos, tmp_path, monkeypatch):
     with pytest.raises(P.BadVideosError, match=rf"{data}:2: \[video_too_short\] qid=b"):
         P.preflight_loaded(samples, str(data), "unified", what="train")
     assert (tmp_path / "cache" / P.CACHE_FILE).is_file()
+
+
+def test_llm_recipes_preflight_in_load_split(videos, tmp_path, monkeypatch):
+    from vtg_rl.mllm.recipe_common import DataArguments, load_split
+
+    monkeypatch.setenv("VTG_RL_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "train.jsonl"
+    rows = [sample("a", videos["good"]).to_dict(), sample("b", videos["truncated"]).to_dict(),
+            sample("c", videos["good"], 40.0).to_dict()]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = DataArguments(dataset="unified", dataset_path=str(data))
+    with pytest.raises(P.BadVideosError) as info:
+        load_split(args, "train")
+    assert f"{data}:2: [video_undecodable] qid=b" in str(info.value)
+    assert f"{data}:3: [duration_mismatch] qid=c" in str(info.value)
+    args.on_bad_video = "skip"
+    assert [s.qid for s in load_split(args, "train")] == ["a"]
+    args.probe_videos = False
+    assert len(load_split(args, "train")) == 3
+
+
+def test_the_synthetic_world_passes_its_own_preflight(synthetic_world, tmp_path):
+    from vtg_rl.data.schema import read_jsonl
+
+    samples = read_jsonl(synthetic_world["train"])
+    assert P.preflight(samples, cache=P.ProbeCache(tmp_path / "c.json")) == samples

@@ -346,3 +346,20 @@ def preflight_loaded(samples: Sequence[VTGSample], source: Optional[str], format
         by_qid = locations_by_qid(source, format, **(parse_kwargs or {})) if format else {}
         locations = locate(samples, by_qid, source)
     return preflight(samples, locations, what=what, on_bad_video=on_bad_video, probe=probe)
+
+
+def preflight_split(samples: Sequence[VTGSample], data, split: str) -> list[VTGSample]:
+    """The pre-flight of the LLM recipes (``load_split``): ``data`` is their ``DataArguments``
+    (``probe_videos``, ``on_bad_video``, where the split came from)."""
+    if not getattr(data, "probe_videos", True):
+        return list(samples)
+    if data.dataset == "synthetic":
+        name = "train" if split == "train" else data.eval_split
+        source, fmt, kw = str(Path(data.synthetic_dir) / f"{name}.jsonl"), "unified", {}
+    else:
+        from vtg_rl.mllm.recipe_common import DATASET_FORMATS
+
+        source = data.dataset_path if split == "train" else data.eval_path
+        fmt, kw = DATASET_FORMATS.get(data.dataset), {"durations": data.durations, "gsub": data.gsub}
+    return preflight_loaded(samples, source, fmt, what=f"{split} split ({source})",
+                            on_bad_video=getattr(data, "on_bad_video", "error"), parse_kwargs=kw)

@@ -49,6 +49,10 @@ class DataArguments:
     eval_split: str = field(default="test", metadata={"help": "synthetic split used for held-out eval"})
     max_train_samples: Optional[int] = field(default=None)
     max_eval_samples: Optional[int] = field(default=500)
+    probe_videos: bool = field(default=True, metadata={
+        "help": "open every video before training (cached; vtg_rl/data/probe.py); false skips the check"})
+    on_bad_video: str = field(default="error", metadata={
+        "help": "rows whose video is unusable or not of the stated duration: 'error' refuses to start, 'skip' drops"})
 
 
 def ensure_synthetic_world(out_dir: str, n: int, seed: int, partial_rate: float = 0.0) -> dict[str, Path]:
@@ -88,7 +92,9 @@ def load_split(data: DataArguments, split: str) -> list[VTGSample]:
     limit = data.max_train_samples if split == "train" else data.max_eval_samples
     if limit is not None and len(samples) > limit:
         samples = random.Random(0).sample(samples, limit) if split == "train" else samples[:limit]
-    return samples
+    from vtg_rl.data.probe import preflight_split
+
+    return preflight_split(samples, data, split)  # unusable videos are found before the run starts
 
 
 def ensure_model(model_name_or_path: str, seed: int = 0) -> str:
