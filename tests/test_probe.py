@@ -178,3 +178,23 @@ def test_the_synthetic_world_passes_its_own_preflight(synthetic_world, tmp_path)
 
     samples = read_jsonl(synthetic_world["train"])
     assert P.preflight(samples, cache=P.ProbeCache(tmp_path / "c.json")) == samples
+
+
+def test_data_check_probe_videos(videos, tmp_path, monkeypatch, capsys):
+    from vtg_rl.cli import main
+
+    monkeypatch.setenv("VTG_RL_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "d.jsonl"
+    rows = [sample("a", videos["good"]).to_dict(), sample("b", videos["audio"]).to_dict(),
+            sample("c", videos["good"], 60.0).to_dict(), sample("d", videos["empty"]).to_dict()]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["data", "check", str(data), "--format", "unified"]) == 0  # without probing: all rows look fine
+    capsys.readouterr()
+    assert main(["data", "check", str(data), "--format", "unified", "--probe-videos"]) == 1
+    out = capsys.readouterr().out
+    assert f"{data}:2: [video_no_stream] qid=b" in out
+    assert f"{data}:3: [duration_mismatch] qid=c" in out
+    assert f"{data}:4: [video_empty] qid=d" in out
+    assert "rows: 4  with problems: 3" in out
+    assert main(["data", "check", str(data), "--format", "unified", "--probe-videos", "--policy", "drop"]) == 0
+    assert "samples: 1 " in capsys.readouterr().out

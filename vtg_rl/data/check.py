@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds a window end may exceed the duration (default %(default)s)")
     parser.add_argument("--clip-length", type=float, default=None, metavar="SECONDS",
                         help="seconds per labelled clip for tvsum / youtube_highlight (default: 2 / 1)")
+    parser.add_argument("--probe-videos", action="store_true",
+                        help="also open every video (PyAV, cached): report 0-byte, truncated, non-video, audio-only "
+                             "and 1-frame files and stated durations that differ from the real ones")
     parser.add_argument("--show", type=int, default=MAX_LISTED, metavar="N",
                         help="list at most N problems (default %(default)s)")
 
@@ -42,14 +45,21 @@ def run(args: argparse.Namespace) -> int:
     exts = None
     if args.video_ext:
         exts = tuple(e if e.startswith(".") else "." + e for e in args.video_ext)
+    probe = getattr(args, "probe_videos", False)
     try:
-        _, report = load_samples(
+        samples, report = load_samples(
             args.file, args.format, durations=args.durations, gsub=args.gsub, video_dir=args.video_dir,
-            policy=args.policy, tolerance=args.tolerance, video_map=args.video_map,
+            policy="drop" if probe else args.policy, tolerance=args.tolerance, video_map=args.video_map,
             clip_length=getattr(args, "clip_length", None),
             **({"video_extensions": exts} if exts else {}),
         )
         status = 0
+        if probe:  # the rows that passed validation; their problems join the report under --policy
+            from vtg_rl.data.probe import add_video_problems, locate, locations_by_qid
+
+            by_qid = locations_by_qid(args.file, args.format, durations=args.durations, gsub=args.gsub)
+            add_video_problems(report, samples, locate(samples, by_qid, args.file), args.policy)
+            status = int(args.policy == "strict" and bool(report.problems))
     except DataValidationError as err:
         report, status = err.report, 1
     except (FileNotFoundError, ValueError) as err:

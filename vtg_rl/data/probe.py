@@ -363,3 +363,22 @@ def preflight_split(samples: Sequence[VTGSample], data, split: str) -> list[VTGS
         fmt, kw = DATASET_FORMATS.get(data.dataset), {"durations": data.durations, "gsub": data.gsub}
     return preflight_loaded(samples, source, fmt, what=f"{split} split ({source})",
                             on_bad_video=getattr(data, "on_bad_video", "error"), parse_kwargs=kw)
+
+
+def add_video_problems(report, samples: Sequence[VTGSample], locations: Sequence[Location], policy: str,
+                       cache: Optional[ProbeCache] = None) -> list[VTGSample]:
+    """Probe the valid ``samples`` of a :class:`~vtg_rl.data.validate.ValidationReport` made under policy
+    ``drop`` and fold the video problems into it as if ``policy`` had been applied to them too
+    (``vtg-rl data check --probe-videos``). Returns the samples whose video is usable."""
+    bad = video_problems(samples, locations, cache=cache if cache is not None else ProbeCache())
+    kept = [s for i, s in enumerate(samples) if i not in bad]
+    report.problems.extend(p for i in sorted(bad) for p in bad[i])
+    report.problems.sort(key=lambda p: (p.location.file, p.location.line or 0))
+    report.policy = policy
+    report.n_bad_rows += len(bad)
+    report.n_dropped = report.n_bad_rows if policy == "drop" else 0
+    report.n_samples = len(kept)
+    report.n_videos = len({s.vid for s in kept})
+    report.n_labeled = sum(1 for s in kept if s.windows)
+    report.n_unlabeled = len(kept) - report.n_labeled
+    return kept
