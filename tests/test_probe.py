@@ -198,3 +198,16 @@ def test_data_check_probe_videos(videos, tmp_path, monkeypatch, capsys):
     assert "rows: 4  with problems: 3" in out
     assert main(["data", "check", str(data), "--format", "unified", "--probe-videos", "--policy", "drop"]) == 0
     assert "samples: 1 " in capsys.readouterr().out
+
+
+def test_feature_extraction_probes_before_computing(videos, tiny_clip_dir, tmp_path, monkeypatch):
+    from vtg_rl.heads.features import ClipFeatureExtractor
+
+    monkeypatch.setenv("VTG_RL_CACHE_DIR", str(tmp_path / "cache"))
+    samples = [sample("a", videos["good"]), sample("b", videos["truncated"])]
+    extractor = ClipFeatureExtractor(tiny_clip_dir, clip_len=2.0, frames_per_clip=1)
+    with pytest.raises(P.BadVideosError, match="qid=b"):
+        extractor.extract(samples, tmp_path / "feat", progress=False)
+    assert not (tmp_path / "feat").exists()  # nothing was computed
+    counts = extractor.extract(samples, tmp_path / "feat", progress=False, on_bad_video="skip")
+    assert counts["videos_computed"] == 1 and counts["videos_skipped"] == 1

@@ -311,8 +311,12 @@ class ClipFeatureExtractor:
                 "text_dim": int(self.encoder.model.config.text_config.hidden_size)}
 
     def extract(self, samples: Iterable[VTGSample], out_dir: str | os.PathLike, overwrite: bool = False,
-                progress: bool = True) -> dict:
-        """Write every missing feature file under ``out_dir``; returns counts of computed / reused files."""
+                progress: bool = True, probe_videos: bool = True, on_bad_video: str = "error") -> dict:
+        """Write every missing feature file under ``out_dir``; returns counts of computed / reused files.
+
+        Before anything is computed, the videos still to be read are probed (:mod:`vtg_rl.data.probe`,
+        cached): ``on_bad_video="error"`` refuses to start listing the bad rows, ``"skip"`` leaves their
+        features out (``videos_skipped``); ``probe_videos=False`` skips the check."""
         from tqdm.auto import tqdm
 
         out_dir = Path(out_dir)
@@ -324,6 +328,16 @@ class ClipFeatureExtractor:
         samples = list(samples)
         check_feature_ids(samples)
         counts = {"videos_computed": 0, "videos_reused": 0, "queries_computed": 0, "queries_reused": 0}
+        if probe_videos:
+            from vtg_rl.data.probe import preflight
+
+            todo = [s for s in samples if overwrite or not all(
+                video_feature_path(out_dir / d, s.vid).is_file() for d in self.video_subdirs())]
+            usable = {id(s) for s in preflight(todo, what="feature extraction", on_bad_video=on_bad_video)}
+            skipped = {id(s) for s in todo} - usable
+            if skipped:
+                counts["videos_skipped"] = len({s.vid for s in todo if id(s) in skipped})
+                samples = [s for s in samples if id(s) not in skipped]
         seen_vids: set[str] = set()
         for s in tqdm(samples, desc="features", disable=not progress):
             if s.vid not in seen_vids:

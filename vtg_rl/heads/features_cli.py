@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-cache", default=None, help="optional folder caching decoded frames")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--overwrite", action="store_true", help="recompute files that already exist")
+    parser.add_argument("--no-probe-videos", dest="probe_videos", action="store_false",
+                        help="do not open every video before extraction (by default unusable videos and "
+                             "stated-vs-real duration mismatches are found first; cached)")
+    parser.add_argument("--on-bad-video", choices=("error", "skip"), default="error",
+                        help="rows whose video failed the probe: error (refuse, listing them) or skip them")
     parser.add_argument("--trust_remote_code", "--trust-remote-code", action="store_true",
                         help="let a CLIP folder whose config has an auto_map run its own Python code (off: refused)")
 
@@ -39,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         extractor = ClipFeatureExtractor(args.clip, clip_len=args.clip_len, frames_per_clip=args.frames_per_clip,
                                          frame_cache_dir=args.frame_cache, device=args.device,
                                          patch_grid=args.patch_grid, trust_remote_code=args.trust_remote_code)
-        counts = extractor.extract(samples, args.out, overwrite=args.overwrite)
+        counts = extractor.extract(samples, args.out, overwrite=args.overwrite, probe_videos=args.probe_videos,
+                                   on_bad_video=args.on_bad_video)
     except (FileNotFoundError, ValueError, VideoDecodeError) as err:
         print(f"vtg-rl features: error: {err}", file=sys.stderr)
         return 2
