@@ -343,3 +343,14 @@ def test_ten_thousand_samples_keep_one_page_in_the_dom(browser, tmp_path):
     assert view.rows() == ["999"] + [str(i) for i in range(9990, 10_000)]
     assert view.errors == []
     print(f"\n10,000 samples: page generated in {generation_s:.2f} s; browser: {timings}")
+
+
+def test_page_without_predictions_or_videos(browser, tmp_path):
+    samples = [VTGSample(qid=f"n{i}", vid="v", duration=30.0, query=f"q{i}", windows=[[1.0, 2.0]],
+                         meta={"difficulty": d}) for i, d in enumerate([0.2, 0.9, 0.5])]
+    write_jsonl(samples, tmp_path / "d.jsonl")
+    view = _Page(browser, write_view(tmp_path / "d.jsonl", {}, tmp_path / "p.html"))
+    assert not view.page.is_visible("#f-pred") and view.page.locator("#rows video").count() == 0
+    view.page.select_option("#f-sort", "diff-desc")
+    assert view.rows() == ["n1", "n2", "n0"]
+    assert view.errors == []
