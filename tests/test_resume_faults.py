@@ -92,10 +92,12 @@ def assert_same_tensors(a: dict, b: dict, what: str) -> None:
     assert not differ, f"{what}: {len(differ)} of {len(a)} tensors differ, e.g. {differ[:3]} (max |diff| {worst})"
 
 
-def assert_resume_matches(reference: Path, resumed: Path, weights_file: str) -> None:
-    """Final weights bit for bit, and every logged value of every step equal."""
-    assert_same_tensors(load_file(str(reference / weights_file)), load_file(str(resumed / weights_file)),
-                        "final weights, resumed vs uninterrupted")
+def assert_resume_matches(reference: Path, resumed: Path, final: str) -> None:
+    """Final weights (``final`` and the last checkpoint) bit for bit, every logged value of every step equal."""
+    for folder in (final, last_checkpoint(reference).name):
+        assert_same_tensors(load_file(str(reference / folder / "model.safetensors")),
+                            load_file(str(resumed / folder / "model.safetensors")),
+                            f"{folder} weights, resumed vs uninterrupted")
     ref_curve, res_curve = log_curve(reference), log_curve(resumed)
     assert [h.get("step") for h in res_curve] == [h.get("step") for h in ref_curve]
     for r, s in zip(ref_curve, res_curve):
@@ -248,8 +250,7 @@ def test_sft_killed_after_a_checkpoint_resumes_exactly(tiny_qwen_dir, synthetic_
 
     # (b) resumed to the end: the uninterrupted run's weights and curve
     run_to_end(argv + ["--resume_from_checkpoint", str(killed / "checkpoint-6")], tmp_path / "resumed.log")
-    assert_resume_matches(reference / "checkpoint-final", killed / "checkpoint-final", "model.safetensors")
-    assert_resume_matches(reference, killed, "checkpoint-18/model.safetensors")
+    assert_resume_matches(reference, killed, "checkpoint-final")
 
 
 def _sft_rows(world):
@@ -275,7 +276,7 @@ GRPO_BOOT = (
 def _grpo_argv(tiny_qwen_dir, world_dir, out: Path, frames: Path) -> list[str]:
     return [sys.executable, "-c", GRPO_BOOT, "--model_name_or_path", str(tiny_qwen_dir), "--synthetic_dir", world_dir,
             "--max_train_samples", "6", "--max_eval_samples", "0", "--eval_before", "false", "--output_dir", str(out),
-            "--max_steps", "8", "--save_steps", "3", "--logging_steps", "1", "--per_device_train_batch_size", "4",
+            "--max_steps", "14", "--save_steps", "7", "--logging_steps", "1", "--per_device_train_batch_size", "4",
             "--num_generations", "2", "--max_completion_length", "8", "--learning_rate", "1e-3",
             "--beta", "0.04", "--num_iterations", "2", "--curriculum", "true",
             "--reward_funcs", "varied_reward", "format_reward", "--reward_weights", "1.0", "0.1",
@@ -285,30 +286,30 @@ def _grpo_argv(tiny_qwen_dir, world_dir, out: Path, frames: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_grpo_killed_after_a_checkpoint_resumes_exactly(tiny_qwen_dir, synthetic_world, tmp_path):
-    """beta > 0 (a reference model), 2 iterations per rollout batch (checkpoint-3 falls inside a
-    generation cycle: its rollouts are reused after the resume), curriculum masking, 6 prompts of which
-    2 per step (the resumed run crosses an epoch boundary)."""
+    """beta > 0 (a reference model), 2 iterations per rollout batch (checkpoint-7 falls inside a
+    generation cycle: its rollouts are reused after the resume), curriculum masking, 6 prompts, 2 per
+    rollout batch, each used twice: 6 steps per epoch, so the resumed run starts in epoch 1 (the
+    sampler's order must be epoch 1's, not a replay of epoch 0's)."""
     from vtg_rl.models.tiny_qwen import load_qwen_vl
 
     world = str(Path(synthetic_world["train"]).parent)
     reference, killed = tmp_path / "uninterrupted", tmp_path / "killed"
     run_to_end(_grpo_argv(tiny_qwen_dir, world, reference, tmp_path / "frames"), tmp_path / "reference.log")
     argv = _grpo_argv(tiny_qwen_dir, world, killed, tmp_path / "frames")
-    run_and_kill_after(argv, killed / "checkpoint-3", tmp_path / "killed.log")
+    run_and_kill_after(argv, killed / "checkpoint-7", tmp_path / "killed.log")
 
     # (a) the policy holds the checkpoint's weights, the reference model the initial policy's
     trainer = _probe_grpo_trainer(tiny_qwen_dir, synthetic_world, tmp_path / "probe")
-    trainer._load_from_checkpoint(str(killed / "checkpoint-3"))
-    saved, _ = load_qwen_vl(killed / "checkpoint-3")
+    trainer._load_from_checkpoint(str(killed / "checkpoint-7"))
+    saved, _ = load_qwen_vl(killed / "checkpoint-7")
     initial, _ = load_qwen_vl(tiny_qwen_dir)
-    assert_same_tensors(trainer.model.state_dict(), saved.state_dict(), "policy right after loading checkpoint-3")
+    assert_same_tensors(trainer.model.state_dict(), saved.state_dict(), "policy right after loading checkpoint-7")
     assert_same_tensors(trainer.ref_model.state_dict(), initial.state_dict(), "reference model after loading")
     assert not torch.equal(saved.lm_head.weight, initial.lm_head.weight)
 
     # (b) resumed to the end
-    run_to_end(argv + ["--resume_from_checkpoint", str(killed / "checkpoint-3")], tmp_path / "resumed.log")
-    assert_resume_matches(reference / "checkpoint-final", killed / "checkpoint-final", "model.safetensors")
-    assert_resume_matches(reference, killed, "checkpoint-8/model.safetensors")
+    run_to_end(argv + ["--resume_from_checkpoint", str(killed / "checkpoint-7")], tmp_path / "resumed.log")
+    assert_resume_matches(reference, killed, "checkpoint-final")
     assert any(h.get("kl", 0) > 0 for h in log_curve(reference)), "the KL term never acted"
 
 
@@ -364,6 +365,5 @@ def test_girl_detr_killed_after_a_checkpoint_resumes_exactly(tiny_clip_dir, synt
 
     # (b) resumed to the end
     run_to_end(argv + ["--resume_from_checkpoint", "auto"], tmp_path / "resumed.log")
-    assert_resume_matches(reference / "final", killed / "final", "model.safetensors")
-    assert_resume_matches(reference, killed, "checkpoint-30/model.safetensors")
+    assert_resume_matches(reference, killed, "final")
     assert f"from {killed / 'checkpoint-10'}" in (tmp_path / "resumed.log").read_text()  # auto found it

@@ -14,7 +14,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Optional
 
-from transformers.trainer_utils import get_last_checkpoint, set_seed
+from transformers.trainer_utils import set_seed
 
 from vtg_rl.data.schema import VTGSample, read_jsonl
 from vtg_rl.heads.feature_dataset import FeatureDataset, collate_features, make_dataset
@@ -25,6 +25,7 @@ from vtg_rl.heads.losses import DetrGroundingLoss, LossWeights
 from vtg_rl.heads.matcher import HungarianMatcher, MatcherWeights
 from vtg_rl.heads.predictions import headline, predict, score_predictions
 from vtg_rl.heads.tprl import backbone_snapshot, changed_backbone_tensors, freeze_backbone
+from vtg_rl.mllm.checkpointing import last_complete_checkpoint
 from vtg_rl.mllm.recipe_common import ensure_synthetic_world, plot_curves, write_json
 
 logger = logging.getLogger(__name__)
@@ -88,8 +89,10 @@ def _sub(cfg, cls, prefix: str = ""):
 
 
 def _resume(cfg: HeadTrainingConfig):
+    """``--resume_from_checkpoint auto``: the last checkpoint whose save finished (a run killed while saving
+    leaves a partial ``checkpoint-N`` behind, which ``get_last_checkpoint`` would pick)."""
     if cfg.resume_from_checkpoint == "auto":
-        return get_last_checkpoint(cfg.output_dir) if os.path.isdir(cfg.output_dir) else None
+        return last_complete_checkpoint(cfg.output_dir)
     return cfg.resume_from_checkpoint
 
 

@@ -19,6 +19,7 @@ from transformers import Trainer, TrainingArguments
 from vtg_rl.heads.losses import DetrGroundingLoss
 from vtg_rl.heads.predictions import predict
 from vtg_rl.heads.tprl import TPRLConfig, tprl_loss
+from vtg_rl.mllm.checkpointing import ExactResumeMixin
 
 
 @dataclass
@@ -120,8 +121,10 @@ class TPRLTrainingConfig(TPRLArguments, HeadTrainingConfig):
         return TPRLConfig(**{f.name: getattr(self, f"tprl_{f.name}") for f in fields(TPRLConfig)})
 
 
-class HeadTrainer(Trainer):
-    """Evaluation = decode windows and score them; extra loss parts are averaged into each log line."""
+class HeadTrainer(ExactResumeMixin, Trainer):
+    """Evaluation = decode windows and score them; extra loss parts are averaged into each log line.
+    Resume is exact (:class:`~vtg_rl.mllm.checkpointing.ExactResumeMixin`): a checkpoint whose tensors
+    do not match the head's is an error, and only checkpoints whose save finished are resumed from."""
 
     def __init__(self, *args, top_k_windows: int = 10, eval_protocol: str = "qvhighlights", **kwargs):
         super().__init__(*args, **kwargs)
