@@ -81,16 +81,25 @@ class ModelGenerator:
     def __init__(self, model, processor, config: AgentConfig):
         import torch
 
+        from vtg_rl.mllm.families import adapter_for_model
+
         self.model, self.processor, self.config = model, processor, config
-        self.sampling = config.video_sampling()
+        self.adapter = adapter_for_model(model, processor)
+        self.sampling = config.video_sampling().for_family(self.adapter)
         self.generations = 0
         torch.manual_seed(config.seed)
+
+    @property
+    def temporal_patch_size(self) -> int:
+        """Frames per temporal step of the model (masks cover whole steps)."""
+        return self.adapter.temporal_patch_size
 
     def with_config(self, config: AgentConfig) -> "ModelGenerator":
         """Another generator on the same loaded model with other rollout settings (one load, two agents)."""
         other = ModelGenerator.__new__(ModelGenerator)
         other.model, other.processor, other.config = self.model, self.processor, config
-        other.sampling = config.video_sampling()
+        other.adapter = self.adapter
+        other.sampling = config.video_sampling().for_family(self.adapter)
         other.generations = 0
         return other
 
@@ -116,18 +125,10 @@ class ModelGenerator:
 
         if not videos:
             return []
-        vp = self.processor.video_processor
-        batch = vp(videos=[v.frames for v in videos], video_metadata=[v.metadata for v in videos],
-                   do_sample_frames=False, return_tensors="pt")
-        merge = int(getattr(self.model.config.vision_config, "spatial_merge_size", 2))
-        with torch.no_grad():
-            out = self.model.get_video_features(batch["pixel_values_videos"].to(self.model.device),
-                                                batch["video_grid_thw"].to(self.model.device))
-        tokens = out.pooler_output if hasattr(out, "pooler_output") else out
         result = []
-        for v, feats, (t, h, w) in zip(videos, tokens, batch["video_grid_thw"].tolist()):
-            feats = feats.float().cpu().numpy().reshape(t, (h // merge) * (w // merge), -1)
-            starts, ends = step_intervals(v.timestamps, len(v.timestamps) // t)
+        for v, (feats, per_step) in zip(videos, self.adapter.step_features(self.model, videos)):
+            t = len(feats)
+            starts, ends = step_intervals(v.timestamps, per_step)
             if len(starts) != t:
                 raise RuntimeError(f"{v.path}: {len(v.timestamps)} frames do not make {t} temporal patches")
             result.append((feats, starts, ends))

@@ -247,7 +247,9 @@ class BoundaryReflectionAgent:
 
     def frame_transform(self, sample: VTGSample, video):
         c = self.config
-        masked, fraction = mask_annotated(video, sample.windows, c.mask_margin, c.fill, c.temporal_patch_size)
+        # a model's own temporal step wins over the configured one: a half-blanked step would leak the span
+        patch = getattr(self.generator, "temporal_patch_size", None) or c.temporal_patch_size
+        masked, fraction = mask_annotated(video, sample.windows, c.mask_margin, c.fill, patch)
         self._masked[sample.qid] = fraction
         if c.verify != "none":
             self._originals[sample.qid] = video  # the verification looks at the unmasked frames

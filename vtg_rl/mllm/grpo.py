@@ -37,6 +37,7 @@ malformed, NaN, start-after-end, zero-length and out-of-range answers summed ove
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import itertools
 import logging
@@ -100,7 +101,10 @@ class VideoGRPOTrainer(ExactResumeMixin, GRPOTrainer):
             self.generation_kwargs["suppress_tokens"] = suppress
             self.generation_config.suppress_tokens = suppress
         self.video_sampling = args.video_sampling().for_family(adapter)
-        self.masker = CurriculumMasker(args.curriculum_config()) if args.curriculum else None
+        # masks blank whole temporal steps of the model's own size, so no step is half visible
+        self.masker = CurriculumMasker(dataclasses.replace(args.curriculum_config(),
+                                                           temporal_patch_size=adapter.temporal_patch_size)) \
+            if args.curriculum else None
         if args.drop_uniform_groups and args.uniform_reward_func != "total" \
                 and args.uniform_reward_func not in self.reward_func_names:
             raise ValueError(f"uniform_reward_func {args.uniform_reward_func!r} is not one of the reward functions "

@@ -273,6 +273,23 @@ class VideoLLMAdapter:
         """The rotary positions of left-padded prompts ``ids`` (shape ``(3, U, P)`` for mRoPE families)."""
         raise UnsupportedFamilyFeature(self.unsupported_reason("shared_prefix"))
 
+    def step_features(self, model, videos: list) -> list:
+        """The tokens the language model sees for each video, per temporal step: a list of
+        ``(features (T', L, D) float32 numpy, frames per step)`` (the data agents' appearance check)."""
+        vp = self.processor.video_processor
+        batch = vp(videos=[v.frames for v in videos], video_metadata=[self.metadata_for(v) for v in videos],
+                   do_sample_frames=False, return_tensors="pt")
+        merge = int(getattr(vp, "merge_size", 1))
+        with torch.no_grad():
+            out = model.get_video_features(batch["pixel_values_videos"].to(model.device),
+                                           batch["video_grid_thw"].to(model.device))
+        tokens = out.pooler_output if hasattr(out, "pooler_output") else out
+        result = []
+        for v, feats, (t, h, w) in zip(videos, tokens, batch["video_grid_thw"].tolist()):
+            feats = feats.float().cpu().numpy().reshape(t, (h // merge) * (w // merge), -1)
+            result.append((feats, len(v.timestamps) // t))
+        return result
+
     # ------------------------------------------------------------------ sizes
     def tokens_per_step(self, video_kwargs: dict) -> int:
         """Video tokens per temporal step of one processed video (for length estimates)."""

@@ -107,10 +107,22 @@ class LlavaOnevisionAdapter(VideoLLMAdapter):
             raise RuntimeError(f"the prompts carry {sum(len(t) for t in told)} frame timestamps for "
                                f"{sum(len(v.frames) for v in videos)} frames")
         for v, got in zip(videos, told):
-            want = np.round(np.asarray(v.timestamps, dtype=np.float64), 2)
+            want = np.asarray(v.timestamps, dtype=np.float64)  # written with two decimals
             if not isclose_all(got, want, 0.005 + 1e-6):
                 raise RuntimeError(f"{v.path}: the frame timestamps in the prompt {fmt_times(got)} differ from the "
                                    f"frames' presentation times {fmt_times(want)}")
+
+    def step_features(self, model, videos):
+        out = []
+        for v in videos:
+            items = [v.frames[i:i + 1] for i in range(len(v.frames))]
+            batch = self.processor.video_processor(videos=items, return_tensors="pt")
+            with torch.no_grad():
+                feats = model.get_video_features(batch["pixel_values_videos"].to(model.device))
+            feats = feats.pooler_output if hasattr(feats, "pooler_output") else feats
+            # (frames, pooled tokens + the item's newline, D): the newline carries no appearance
+            out.append((feats[:, :-1].float().cpu().numpy(), 1))
+        return out
 
     def true_step_times(self, video):
         ts = np.asarray(video.timestamps, dtype=np.float64)

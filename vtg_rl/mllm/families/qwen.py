@@ -93,7 +93,8 @@ class Qwen2_VLAdapter(_QwenMRopeAdapter):
         _check_steps(self, batch, videos)
         ref = self.reference_fps
         for v in videos:
-            if not np.isclose(v.sampled_fps, ref, rtol=0.02) and not Qwen2_VLAdapter._warned:
+            # a few percent come from rounding frame counts to whole temporal patches; a cap costs far more
+            if not np.isclose(v.sampled_fps, ref, rtol=0.1) and not Qwen2_VLAdapter._warned:
                 Qwen2_VLAdapter._warned = True
                 logger.warning(
                     "qwen2_vl: %s was sampled at %.2f fps instead of %.2f fps (a frame cap of %d frames on a "
@@ -151,7 +152,7 @@ class Qwen3_VLAdapter(_QwenMRopeAdapter):
     def check_time(self, batch, videos):
         told = self.told_times(batch, videos)
         for v, got in zip(videos, told):
-            want = np.round(self.expected_markers(v), 1)
+            want = self.expected_markers(v)  # written with one decimal: within half a tenth of the true time
             if not isclose_all(got, want, self.marker_resolution / 2 + 1e-6):
                 raise RuntimeError(f"{v.path}: the timestamp markers {fmt_times(got)} differ from the frames' "
                                    f"presentation times {fmt_times(want)}; the video metadata did not reach the "
