@@ -155,3 +155,135 @@ def test_safe_paths_helpers(tmp_path):
     assert not inside(tmp_path / "root", "/etc/passwd")
     with pytest.raises(UnsafePathError, match="outside"):
         ensure_inside(tmp_path / "root", "/etc/passwd", "video")
+
+
+# --------------------------------------------------------------------------- videos outside the dataset folder
+def test_a_relative_video_path_leaving_the_dataset_folder_is_refused_unless_allowed(tmp_path, capsys):
+    from vtg_rl.cli import main
+    from vtg_rl.data.loaders import load_samples
+    from vtg_rl.data.validate import DataValidationError
+
+    folder = tmp_path / "a" / "b"
+    folder.mkdir(parents=True)
+    (folder / "v1.mp4").write_bytes(b"x")
+    data = write_rows(folder / "d.jsonl", [row(), row(qid="q2", video_path="../../../../../../etc/passwd")])
+    with pytest.raises(DataValidationError) as info:
+        load_samples(data, "unified")
+    assert info.value.report.counts == {"video_outside_root": 1}
+    assert f"{data}:2: [video_outside_root] qid=q2" in str(info.value)
+    samples, _ = load_samples(data, "unified", allow_outside_root=True)
+    assert [s.qid for s in samples] == ["q1", "q2"]
+    assert main(["data", "check", str(data), "--format", "unified"]) == 1
+    assert "video_outside_root" in capsys.readouterr().out
+    assert main(["data", "check", str(data), "--format", "unified", "--allow-outside-videos"]) == 0
+
+
+# --------------------------------------------------------------------------- umask
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_writes_follow_the_umask(tmp_path, umask, mode):
+    from vtg_rl.data.schema import VTGSample, atomic_write_text, write_jsonl
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}\n")
+        write_jsonl([VTGSample(qid="q", vid="v", duration=3.0, query="x")], tmp_path / "b.jsonl")
+        (tmp_path / "plain.txt").write_text("x")  # what an ordinary write gets
+    finally:
+        os.umask(old)
+    for name in ("a.json", "b.jsonl", "plain.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+
+
+# --------------------------------------------------------------------------- booleans are not numbers
+@pytest.mark.parametrize("field,value", [("windows", [[True, 5]]), ("windows", [[0.5, False]]), ("duration", True)])
+def test_booleans_are_refused_as_numbers(tmp_path, field, value):
+    from vtg_rl.data.loaders import load_samples
+    from vtg_rl.data.schema import VTGSample, read_jsonl
+    from vtg_rl.data.validate import DataValidationError
+
+    (tmp_path / "v1.mp4").write_bytes(b"x")
+    r = row()
+    r[field] = value
+    with pytest.raises(ValueError, match="must be a number, got (true|false)"):
+        VTGSample.from_dict({k: v for k, v in r.items()})
+    data = write_rows(tmp_path / "d.jsonl", [row(qid="q0"), r])
+    with pytest.raises(ValueError, match=rf"{data}:2: .*must be a number"):
+        read_jsonl(data)
+    with pytest.raises(DataValidationError, match=rf"{data}:2: \[parse_error\]"):
+        load_samples(data, "unified")
+
+
+# --------------------------------------------------------------------------- one bad byte, one bad row
+def write_with_bad_byte(path: Path) -> Path:
+    good = json.dumps(row(qid="q1")).encode()
+    bad = json.dumps(row(qid="q2", query="caf\u00e9"), ensure_ascii=False).encode()
+    bad = bad.replace("\u00e9".encode(), b"\xe9")  # a latin-1 byte in a utf-8 file
+    path.write_bytes(good + b"\n" + bad + b"\n" + json.dumps(row(qid="q3")).encode() + b"\n")
+    return path
+
+
+def test_data_check_names_the_non_utf8_line_and_keeps_the_rest(tmp_path, capsys):
+    from vtg_rl.cli import main
+    from vtg_rl.data.loaders import load_samples
+
+    (tmp_path / "v1.mp4").write_bytes(b"x")
+    data = write_with_bad_byte(tmp_path / "d.jsonl")
+    assert main(["data", "check", str(data), "--format", "unified"]) == 1
+    out = capsys.readouterr().out
+    assert f"{data}:2: [parse_error] not UTF-8 text (byte 0xe9 at column" in out
+    samples, report = load_samples(data, "unified", policy="drop")
+    assert [s.qid for s in samples] == ["q1", "q3"] and report.n_dropped == 1
+
+
+def test_charades_txt_with_a_non_utf8_line(tmp_path):
+    from vtg_rl.data.loaders import load_samples
+
+    data = tmp_path / "charades_sta_test.txt"
+    data.write_bytes(b"V1 0.0 3.0##a person opens a door.\nV1 1.0 4.0##caf\xe9 time.\n")
+    samples, report = load_samples(data, "charades", durations={"V1": 10.0}, policy="drop")
+    assert len(samples) == 1
+    assert [str(p) for p in report.problems] == [f"{data}:2: [parse_error] qid=1 not UTF-8 text (byte 0xe9 at column 16)"]
+
+
+def test_read_jsonl_and_eval_pred_name_the_non_utf8_line(tmp_path):
+    from vtg_rl.data.schema import read_jsonl
+    from vtg_rl.metrics_io import SubmissionError, read_submission
+
+    data = write_with_bad_byte(tmp_path / "d.jsonl")
+    with pytest.raises(ValueError, match=rf"{data}:2: not UTF-8 text \(byte 0xe9"):
+        read_jsonl(data)
+    pred = tmp_path / "pred.jsonl"
+    pred.write_bytes(b'{"qid": 1, "pred_relevant_windows": [[0, 1, 0.5]]}\n{"qid": 2, "note": "\xff"}\n')
+    with pytest.raises(SubmissionError, match=rf"{pred}:2: not UTF-8 text \(byte 0xff"):
+        read_submission(pred)
+
+
+# --------------------------------------------------------------------------- symlink loop
+def test_a_symlink_loop_is_a_row_problem_not_a_crash(tmp_path, capsys):
+    from vtg_rl.cli import main
+    from vtg_rl.data.schema import read_jsonl
+
+    (tmp_path / "v1.mp4").write_bytes(b"x")
+    os.symlink(tmp_path / "loop_b.mp4", tmp_path / "loop_a.mp4")
+    os.symlink(tmp_path / "loop_a.mp4", tmp_path / "loop_b.mp4")
+    data = write_rows(tmp_path / "d.jsonl", [row(), row(qid="q2", video_path="loop_a.mp4")])
+    assert main(["data", "check", str(data), "--format", "unified"]) == 1
+    captured = capsys.readouterr()
+    assert f"{data}:2: [unknown_video] qid=q2" in captured.out and "Traceback" not in captured.err
+    assert len(read_jsonl(data)) == 2  # reading never resolves through the loop
+    assert main(["data", "check", str(data), "--format", "unified", "--probe-videos", "--policy", "drop"]) == 0
+
+
+# --------------------------------------------------------------------------- reward errors name the sample
+def test_a_ragged_ground_truth_window_names_the_sample():
+    from vtg_rl.rewards import iou_boundary_reward, iou_reward
+
+    answers = ["<answer>1 to 2</answer>"] * 3
+    windows = [[[0, 4]], [[0, 4]], [[1, 2], [3]]]
+    with pytest.raises(ValueError, match=r"iou_reward: sample 2 \(qid=c\): ground-truth windows"):
+        iou_reward(answers, windows=windows, qid=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"iou_reward: sample 1: ground-truth windows .* not \[start, end\] pairs"):
+        iou_reward(answers[:2], windows=[[[0, 4]], [[1, 2, 3, 4]]])  # a triple / quadruple is not reshaped
+    with pytest.raises(ValueError, match=r"iou_boundary_reward: sample 2"):
+        iou_boundary_reward(answers, windows=windows, duration=[10.0] * 3)
+    assert iou_reward(answers[:1], windows=[[0, 4]]) == [0.25]  # one flat pair is still one window

@@ -26,18 +26,21 @@ def read_submission(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such prediction file")
+    from vtg_rl.data.schema import NotUtf8Error, iter_lines
+
     rows = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SubmissionError(f"{path}:{lineno}: not valid JSON: {err}") from err
-            if not isinstance(row, dict) or "qid" not in row:
-                raise SubmissionError(f"{path}:{lineno}: a prediction row must be an object with a 'qid'")
-            rows.append(row)
+    for lineno, line in iter_lines(path):
+        if isinstance(line, NotUtf8Error):  # named by file:line, like every other bad row
+            raise SubmissionError(str(line))
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise SubmissionError(f"{path}:{lineno}: not valid JSON: {err}") from err
+        if not isinstance(row, dict) or "qid" not in row:
+            raise SubmissionError(f"{path}:{lineno}: a prediction row must be an object with a 'qid'")
+        rows.append(row)
     return rows
 
 

@@ -80,12 +80,27 @@ def _column(columns: dict, name: str, n: int, fn: str, required: bool = True) ->
     return list(values)
 
 
-def _gt_array(windows) -> Optional[np.ndarray]:
-    """Ground-truth windows of one sample as ``(G, 2)`` floats, None when there are none."""
+def _gt_array(windows, where: str = "ground truth") -> Optional[np.ndarray]:
+    """Ground-truth windows of one sample as ``(G, 2)`` floats, None when there are none. Anything else
+    (ragged rows, triples) raises naming ``where`` (the reward function and the sample)."""
     if windows is None:
         return None
-    arr = np.asarray(windows, dtype=np.float64).reshape(-1, 2)
-    return arr if len(arr) else None
+    try:
+        arr = np.asarray(windows, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: ground-truth windows {windows!r} are not [start, end] pairs ({err})") from None
+    if arr.size == 0:
+        return None
+    if arr.ndim == 1 and arr.shape[0] == 2:  # one flat [start, end]
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"{where}: ground-truth windows {windows!r} are not [start, end] pairs (shape {arr.shape})")
+    return arr
+
+
+def _where(fn: str, i: int, qids: Optional[list]) -> str:
+    qid = qids[i] if qids is not None and i < len(qids) else None
+    return f"{fn}: sample {i}" + (f" (qid={qid})" if qid is not None else "")
 
 
 def _span(text: str) -> Optional[tuple[float, float]]:
@@ -108,9 +123,10 @@ def iou_reward(completions: Sequence, windows: Optional[Sequence] = None, **colu
     [0.3333333333333333, 0.0, 0.0]
     """
     windows = _column({"windows": windows, **columns}, "windows", len(completions), "iou_reward")
+    qids = columns.get("qid")
     out: list[Optional[float]] = []
-    for completion, gt in zip(completions, windows):
-        gt = _gt_array(gt)
+    for i, (completion, gt) in enumerate(zip(completions, windows)):
+        gt = _gt_array(gt, _where("iou_reward", i, qids))
         if gt is None:
             out.append(None)
             continue
@@ -132,9 +148,10 @@ def iou_boundary_reward(completions: Sequence, windows: Optional[Sequence] = Non
     cols = {"windows": windows, "duration": duration, **columns}
     windows = _column(cols, "windows", n, "iou_boundary_reward")
     duration = _column(cols, "duration", n, "iou_boundary_reward")
+    qids = columns.get("qid")
     out: list[Optional[float]] = []
-    for completion, gt, length in zip(completions, windows, duration):
-        gt = _gt_array(gt)
+    for i, (completion, gt, length) in enumerate(zip(completions, windows, duration)):
+        gt = _gt_array(gt, _where("iou_boundary_reward", i, qids))
         try:
             length = float(length)
         except (TypeError, ValueError):

@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds a window end may exceed the duration (default %(default)s)")
     parser.add_argument("--clip-length", type=float, default=None, metavar="SECONDS",
                         help="seconds per labelled clip for tvsum / youtube_highlight (default: 2 / 1)")
+    parser.add_argument("--allow-outside-videos", action="store_true",
+                        help="accept a relative video_path that leads outside the dataset file's folder (../x.mp4)")
     parser.add_argument("--probe-videos", action="store_true",
                         help="also open every video (PyAV, cached): report 0-byte, truncated, non-video, audio-only "
                              "and 1-frame files and stated durations that differ from the real ones")
@@ -51,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             args.file, args.format, durations=args.durations, gsub=args.gsub, video_dir=args.video_dir,
             policy="drop" if probe else args.policy, tolerance=args.tolerance, video_map=args.video_map,
             clip_length=getattr(args, "clip_length", None),
+            allow_outside_root=getattr(args, "allow_outside_videos", False),
             **({"video_extensions": exts} if exts else {}),
         )
         status = 0

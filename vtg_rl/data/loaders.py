@@ -90,6 +90,7 @@ def load_samples(
     video_map: Union[PathLike, Mapping[str, str], None] = None,
     check_videos: bool = True,
     clip_length: Optional[float] = None,
+    allow_outside_root: bool = False,
 ) -> tuple[list[VTGSample], ValidationReport]:
     """Read ``path`` in ``format``, fill video paths, validate, and apply ``policy``.
 
@@ -104,6 +105,8 @@ def load_samples(
         tolerance: seconds a window's end may exceed the duration.
         clip_length: seconds per labelled clip for ``tvsum`` / ``youtube_highlight`` (default: the
             release's, 2 s / 1 s); other formats reject it.
+        allow_outside_root: accept a relative ``video_path`` that climbs out of the dataset file's folder
+            (``../../x.mp4``); by default it is a ``video_outside_root`` problem.
     Returns:
         ``(samples, report)``; under ``strict`` any problem raises ``DataValidationError`` instead.
     Raises:
@@ -122,6 +125,8 @@ def load_samples(
     parsed = FORMATS[format].parse(path, durations=durations, gsub=gsub, **extra)
     if not parsed.samples and not parsed.row_problems:
         raise ValueError(f"{path}: the file holds no {format} rows")
+    if allow_outside_root:
+        _forget_outside_root(parsed)
     if video_dir is not None:
         _fill_video_paths(parsed, Path(video_dir), tuple(video_extensions), _read_video_map(video_map))
     return validate_samples(
@@ -130,6 +135,17 @@ def load_samples(
         sample_prior_problems=parsed.sample_problems, files=parsed.files, format=format,
         n_unparsed_rows=parsed.n_unparsed,
     )
+
+
+def _forget_outside_root(parsed: ParsedRows) -> None:
+    from vtg_rl.data.validate import VIDEO_OUTSIDE_ROOT
+
+    for i in list(parsed.sample_problems):
+        kept = [p for p in parsed.sample_problems[i] if p.kind != VIDEO_OUTSIDE_ROOT]
+        if kept:
+            parsed.sample_problems[i] = kept
+        else:
+            del parsed.sample_problems[i]
 
 
 def _read_video_map(video_map) -> Optional[dict[str, str]]:

@@ -34,6 +34,13 @@ TASKS = (TASK_GROUNDING, TASK_HIGHLIGHT, TASK_SUMMARIZATION)
 CLIP_LABEL_TASKS = (TASK_HIGHLIGHT, TASK_SUMMARIZATION)
 
 
+def _number(x: Any, name: str) -> float:
+    """``float(x)`` for a number; a boolean is refused (``true`` must not become 1.0 silently)."""
+    if isinstance(x, bool):
+        raise ValueError(f"{name} must be a number, got {json.dumps(x)}")
+    return float(x)
+
+
 @dataclass
 class VTGSample:
     """One (video, query) grounding sample.
@@ -92,11 +99,45 @@ class VTGSample:
         kw = dict(d)
         kw["qid"] = str(kw["qid"])
         kw["vid"] = str(kw["vid"])
-        kw["duration"] = float(kw["duration"])
-        kw["windows"] = [[float(s), float(e)] for s, e in (kw.get("windows") or [])]
+        kw["duration"] = _number(kw["duration"], "duration")
+        kw["windows"] = [[_number(s, f"windows[{i}][0]"), _number(e, f"windows[{i}][1]")]
+                         for i, (s, e) in enumerate(kw.get("windows") or [])]
         if kw.get("meta") is None:
             kw["meta"] = {}
         return cls(**kw)
+
+
+class NotUtf8Error(ValueError):
+    """A line of a text file that is not UTF-8; ``problem`` names the byte and its column, the message
+    adds ``file:line``."""
+
+    def __init__(self, path, lineno: int, problem: str):
+        self.problem = problem
+        super().__init__(f"{path}:{lineno}: {problem}")
+
+
+def utf8_problem(raw: bytes) -> Optional[str]:
+    """Why ``raw`` is not UTF-8 text (the first bad byte and its 1-based column), or ``None``."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return f"not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
+    return None
+
+
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, "str | NotUtf8Error"]]:
+    """``(line number, text)`` of each line (newline kept); a line that is not UTF-8 comes as a
+    :class:`NotUtf8Error` naming ``file:line``, so one bad byte costs one row, not the file."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            problem = utf8_problem(raw)
+            yield lineno, (NotUtf8Error(path, lineno, problem) if problem else raw.decode("utf-8"))
+
+
+def resolve_video_path(base: Path, video_path: str) -> str:
+    """``video_path`` made absolute against ``base`` with symlinks resolved; never raises (a symlink loop
+    stays as it is and is reported by whoever opens it)."""
+    return os.path.realpath(base / video_path)
 
 
 def read_jsonl(path: str | os.PathLike, resolve_paths: bool = True) -> list[VTGSample]:
@@ -105,17 +146,18 @@ def read_jsonl(path: str | os.PathLike, resolve_paths: bool = True) -> list[VTGS
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such dataset file")
     samples = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                sample = VTGSample.from_dict(json.loads(line))
-            except (ValueError, KeyError, TypeError) as err:
-                raise ValueError(f"{path}:{lineno}: not a unified-schema sample: {err}") from err
-            if resolve_paths and sample.video_path and not os.path.isabs(sample.video_path):
-                sample.video_path = str((path.parent / sample.video_path).resolve())
-            samples.append(sample)
+    for lineno, line in iter_lines(path):
+        if isinstance(line, NotUtf8Error):
+            raise line
+        if not line.strip():
+            continue
+        try:
+            sample = VTGSample.from_dict(json.loads(line))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}:{lineno}: not a unified-schema sample: {err}") from err
+        if resolve_paths and sample.video_path and not os.path.isabs(sample.video_path):
+            sample.video_path = resolve_video_path(path.parent, sample.video_path)
+        samples.append(sample)
     return samples
 
 
@@ -126,10 +168,24 @@ def iter_dicts(samples: Iterable[VTGSample], relative_to: Optional[Path] = None)
             p = Path(d["video_path"])
             if p.is_absolute():
                 try:
-                    d["video_path"] = str(p.resolve().relative_to(relative_to.resolve()))
+                    d["video_path"] = str(Path(os.path.realpath(p)).relative_to(os.path.realpath(relative_to)))
                 except ValueError:
                     pass  # outside the dataset folder: keep the absolute path
         yield d
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc where possible: setting it to read it races with other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -138,6 +194,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a file written in place gets 0666 - umask
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

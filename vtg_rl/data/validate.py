@@ -48,6 +48,7 @@ BAD_SALIENCY = "bad_saliency"            # clip ids / scores of inconsistent sha
 BAD_ANSWER = "bad_answer"                # answer letter not among the options, malformed options
 UNKNOWN_VIDEO = "unknown_video"          # the video file does not exist
 DUPLICATE_QID = "duplicate_qid"
+VIDEO_OUTSIDE_ROOT = "video_outside_root"  # a relative video_path that climbs out of the dataset's folder
 BAD_TASK = "bad_task"                    # ``task`` is not one of schema.TASKS
 BAD_CLIP_LABELS = "bad_clip_labels"      # clip_labels / clip_length missing or of bad shape / values
 UNEXPECTED_WINDOWS = "unexpected_windows"  # a highlight/summarization sample carries spans
@@ -55,7 +56,7 @@ UNEXPECTED_WINDOWS = "unexpected_windows"  # a highlight/summarization sample ca
 PROBLEM_KINDS = (
     PARSE_ERROR, MISSING_FIELD, EMPTY_QUERY, BAD_DURATION, UNKNOWN_DURATION, NON_FINITE, NEGATIVE_START,
     START_GE_END, END_BEYOND_DURATION, NO_WINDOWS, BAD_SALIENCY, BAD_ANSWER, UNKNOWN_VIDEO, DUPLICATE_QID,
-    BAD_TASK, BAD_CLIP_LABELS, UNEXPECTED_WINDOWS,
+    BAD_TASK, BAD_CLIP_LABELS, UNEXPECTED_WINDOWS, VIDEO_OUTSIDE_ROOT,
 )
 
 

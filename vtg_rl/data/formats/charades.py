@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from vtg_rl.data.formats.common import (DurationsSpec, ParsedRows, PathLike, RowError, as_number, check_file,
                                         load_durations)
-from vtg_rl.data.schema import VTGSample
+from vtg_rl.data.schema import NotUtf8Error, VTGSample, iter_lines
 from vtg_rl.data.validate import MISSING_FIELD, PARSE_ERROR, UNKNOWN_DURATION, Location
 
 
@@ -24,20 +24,23 @@ def parse(path: PathLike, *, durations: DurationsSpec = None, **_) -> ParsedRows
     dur = load_durations(durations)
     out = ParsedRows(files=[str(path)], require_windows=True)
     index = 0
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            qid = str(index)
+    for lineno, line in iter_lines(path):
+        if isinstance(line, NotUtf8Error):  # one bad byte rejects its row, named by file:line
+            out.reject(RowError(PARSE_ERROR, line.problem), Location(str(path), lineno), str(index))
             index += 1
-            loc = Location(str(path), lineno)
-            try:
-                sample = _parse_line(line.rstrip("\n"), qid, dur)
-            except RowError as err:
-                out.reject(err, loc, qid)
-                continue
-            sample.meta["line"] = lineno
-            out.add(sample, loc)
+            continue
+        if not line.strip():
+            continue
+        qid = str(index)
+        index += 1
+        loc = Location(str(path), lineno)
+        try:
+            sample = _parse_line(line.rstrip("\n"), qid, dur)
+        except RowError as err:
+            out.reject(err, loc, qid)
+            continue
+        sample.meta["line"] = lineno
+        out.add(sample, loc)
     return out
 
 

@@ -112,7 +112,27 @@ def iter_json_records(path: Path) -> Iterator[tuple[int, Any]]:
     """Yield ``(line, record)`` from a jsonl file (one object per line) or a json file holding an
     array of objects (line = where each element starts). A malformed jsonl line yields a RowError
     as its record, so the caller can report it and go on."""
-    text = path.read_text(encoding="utf-8")
+    from vtg_rl.data.schema import iter_lines
+
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:  # one bad byte costs its row (jsonl) or names where it is (json array)
+        if raw.lstrip().startswith(b"["):
+            line = raw.count(b"\n", 0, err.start) + 1
+            col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+            raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x} at column {col})") from None
+        for lineno, line in iter_lines(path):
+            if isinstance(line, str) and not line.strip():
+                continue
+            if not isinstance(line, str):
+                yield lineno, RowError(PARSE_ERROR, line.problem)
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as err2:
+                yield lineno, RowError(PARSE_ERROR, f"not valid JSON: {err2.msg} (column {err2.colno})")
+        return
     stripped = text.lstrip()
     if stripped.startswith("["):
         yield from _iter_json_array(path, text)
