@@ -353,3 +353,9 @@ def test_sft_batch_carries_the_video_into_the_loss(family, loaded, synthetic_wor
     est = collator.estimate_lengths([ds[i] for i in range(len(ds))])
     real = batch["attention_mask"].sum(1).tolist()
     assert all(abs(e - r) <= 0.1 * r for e, r in zip(est, real)), (est, real)
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_5"])
+def test_shared_prefix_left_unset_follows_the_family(family, loaded, rows, tmp_path):
+    trainer = make_trainer(loaded(family), rows, tmp_path, shared_prefix=None)
+    assert trainer.args.shared_prefix is FAMILIES[family].capabilities.shared_prefix

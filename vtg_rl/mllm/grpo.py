@@ -84,6 +84,9 @@ class VideoGRPOTrainer(ExactResumeMixin, GRPOTrainer):
         if isinstance(model, str):
             raise TypeError("VideoGRPOTrainer needs a loaded model (vtg_rl.models.load_video_llm), not a path")
         adapter = adapter_for_model(model, processing_class)
+        if args.shared_prefix is None:  # unset: on wherever the family runs it exactly
+            args.shared_prefix = adapter.capabilities.shared_prefix
+            logger.info("shared_prefix=%s for the %s model", args.shared_prefix, adapter.family)
         if args.use_vllm:
             adapter.check_model(model, "vllm")
         if args.freeze_vision_tower:
@@ -115,8 +118,10 @@ class VideoGRPOTrainer(ExactResumeMixin, GRPOTrainer):
             for m in (self.model, self.ref_model):
                 if m is not None:
                     shared_prefix.check_supported(m, adapter)
-            if args.freeze_vision_tower and args.vision_cache_size > 0:
-                adapter.check_model(self.model, "vision_cache")
+            if args.freeze_vision_tower and args.vision_cache_size > 0 and not adapter.capabilities.vision_cache:
+                logger.info("vision_cache_size ignored: the %s vision tower's features are not cacheable (results "
+                            "are the same, each video is encoded once per forward)", adapter.family)
+            elif args.freeze_vision_tower and args.vision_cache_size > 0:
                 self.vision_cache = shared_prefix.VisionFeatureCache(args.vision_cache_size)
                 if self.ref_model is not None:  # the reference's tower is the frozen policy tower's copy
                     ref_tower = adapter.vision_tower(self.ref_model)

@@ -18,9 +18,10 @@ class VideoGRPOConfig(VideoTrainingArguments, GRPOConfig):
     """``GRPOConfig`` plus video sampling (:class:`VideoTrainingArguments`), curriculum masking and
     difficulty control."""
 
-    shared_prefix: bool = field(default=True, metadata={
+    shared_prefix: Optional[bool] = field(default=None, metadata={
         "help": "compute each group's prompt (video + text) once in generation and every log-prob forward "
-                "(vtg_rl.mllm.shared_prefix); False = the naive G-times path"})
+                "(vtg_rl.mllm.shared_prefix); False = the naive G-times path; unset = on for the model families "
+                "that support it exactly (an explicit True on another family is refused at start-up)"})
     vision_cache_size: int = field(default=256, metadata={
         "help": "with shared_prefix and a frozen vision tower: videos whose features are kept (LRU); 0 = off"})
     reward_funcs: list[str] = field(default_factory=lambda: ["iou_reward", "format_reward"], metadata={
