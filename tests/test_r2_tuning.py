@@ -310,3 +310,91 @@ def test_recipe_end_to_end(tmp_path, tiny_clip_dir, synthetic_world):
     np.testing.assert_allclose(got["pred_relevant_windows"], row["pred_relevant_windows"], atol=0.011)
     spans = grounder.predict(sample.video_path, sample.query, top_k=3)
     assert len(spans) == 3 and spans[0].score >= spans[1].score >= spans[2].score
+
+
+# --------------------------------------------------------------------------- highlight-only / summarisation
+def test_clip_label_targets_and_pooling():
+    from vtg_rl.data.schema import VTGSample
+    from vtg_rl.heads.r2_features import clip_targets, label_saliency, pool_to_label_clips
+
+    tvsum = VTGSample(qid="s", vid="s", duration=6.0, query="a video about fire", task="summarization",
+                      clip_length=2.0, clip_labels=[[1, 1], [5, 3], [3, 2]])
+    assert label_saliency(tvsum).tolist() == [0.0, 1.0, 0.5]  # annotator means 1, 4, 2.5 min-max'd in the video
+    moment, saliency = clip_targets(tvsum, 6, 1.0)  # 1 s feature clips on 2 s labelled clips
+    assert saliency.tolist() == [0.0, 0.0, 1.0, 1.0, 0.5, 0.5]
+    assert moment.tolist() == [False, False, True, True, True, True]
+    flat = VTGSample(qid="f", vid="f", duration=4.0, query="q", task="summarization", clip_length=2.0,
+                     clip_labels=[[2, 2], [2, 2]])
+    assert label_saliency(flat).tolist() == [0.5, 0.5]
+    youtube = VTGSample(qid="y", vid="y", duration=3.0, query="dog", task="highlight", clip_length=1.0,
+                        clip_labels=[[0], [1], [0]])
+    moment, saliency = clip_targets(youtube, 2, 2.0)  # 2 s feature clips on 1 s labels: the clip at the centre
+    assert saliency.tolist() == [1.0, 0.0] and moment.tolist() == [True, False]
+    assert pool_to_label_clips(np.array([1.0, 3.0, 5.0, 7.0]), 1.0, 2.0, 2) == [2.0, 6.0]
+    # 2 s feature clips (centres 1 s, 3 s) on 1 s labels: label 0 has no centre and takes the clip covering it
+    assert pool_to_label_clips(np.array([1.0, 3.0]), 2.0, 1.0, 3) == [1.0, 1.0, 3.0]
+
+
+def test_samples_without_windows_add_no_moment_loss():
+    """Highlight-only samples train saliency (and the alignment terms) only; a mixed batch's moment losses are
+    those of its grounding samples alone."""
+    torch.manual_seed(0)
+    model = R2Tuning(R2ModelConfig(hidden_size=16)).eval()
+    inputs, supervision = toy_batch()
+    none = dict(supervision, windows=[torch.zeros(0, 2)] * 4)
+    out = model(**inputs, **none)
+    assert not any(k in out for k in ("loss_cls", "loss_l1", "loss_giou", "loss_iou"))
+    assert torch.isfinite(out["loss"]) and "loss_saliency" in out
+    out["loss"].backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.moment_head.parameters())
+    assert model.saliency_head.frame.weight.grad.abs().sum() > 0
+    mixed = dict(supervision, windows=[supervision["windows"][0], torch.zeros(0, 2), supervision["windows"][2],
+                                       torch.zeros(0, 2)])
+    both = model(**inputs, **mixed)
+    keep = [0, 2]
+    alone = model(**{k: v[keep] for k, v in inputs.items()},
+                  windows=[supervision["windows"][i] for i in keep])
+    for key in ("loss_cls", "loss_l1", "loss_giou", "loss_iou"):
+        assert torch.allclose(both[key], alone[key], atol=1e-6), key
+
+
+def test_recipe_on_highlight_only_world(tmp_path, tiny_clip_dir):
+    """The synthetic highlight world end to end: saliency-only training, per-clip rows, the YouTube
+    Highlights protocol chosen for the split, the --domain filter, and the guards."""
+    from vtg_rl.data.synthetic_highlight import generate_task_world
+    from vtg_rl.heads.r2_recipe import build_r2_datasets, load_r2_annotations, run_r2_tuning
+    from vtg_rl.heads.r2_trainer import R2TuningConfig
+    from vtg_rl.metrics import read_submission
+
+    world = tmp_path / "world"
+    generate_task_world(world, n=16, seed=1, task="highlight")
+    common = dict(synthetic_dir=str(world), synthetic_task="highlight", synthetic_n=16, synthetic_seed=1,
+                  clip_model=str(tiny_clip_dir), clip_len=2.0, feature_root=str(tmp_path / "features"),
+                  per_device_train_batch_size=8, per_device_eval_batch_size=16, logging_steps=2, disable_tqdm=True,
+                  report_to=[], eval_split="train")
+    cfg = R2TuningConfig(output_dir=str(tmp_path / "run"), max_steps=4, eval_strategy="steps", eval_steps=4,
+                         save_steps=4, **common)
+    datasets = build_r2_datasets(cfg)
+    assert all(s.task == "highlight" for s in datasets[1].samples)
+    metrics = run_r2_tuning(cfg, datasets)
+    domains = {s.meta["domain"] for s in datasets[1].samples}
+    assert set(metrics["eval"]) == domains | {"mAP"} and 0 <= metrics["eval"]["mAP"] <= 100
+    history = json.loads((tmp_path / "run" / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+    logs = {k for h in history for k in h}
+    assert "loss/saliency" in logs and "loss/cls" not in logs and "eval_mAP" in logs
+    rows = read_submission(tmp_path / "run" / "predictions_train.jsonl")
+    for row, s in zip(rows, datasets[1].samples):
+        assert row["qid"] == s.qid and len(row["pred_saliency_scores"]) == len(s.clip_labels)
+        assert "pred_relevant_windows" not in row
+    one = sorted(domains)[0]
+    train, evals = load_r2_annotations(R2TuningConfig(output_dir=str(tmp_path / "d"), domain=one, **common))
+    assert train and {s.meta["domain"] for s in train + evals} == {one}
+    with pytest.raises(ValueError, match="no sample has that meta"):
+        load_r2_annotations(R2TuningConfig(output_dir=str(tmp_path / "d"), domain="dog", **common))
+    with pytest.raises(ValueError, match="tprl_max_steps"):
+        run_r2_tuning(R2TuningConfig(output_dir=str(tmp_path / "t"), max_steps=1, tprl_max_steps=2, **common),
+                      datasets)
+    with pytest.raises(ValueError, match="'highlight' world, not 'summarization'"):
+        load_r2_annotations(R2TuningConfig(output_dir=str(tmp_path / "s"), **dict(common,
+                                                                                   synthetic_task="summarization")))
+

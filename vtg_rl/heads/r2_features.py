@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from vtg_rl.data.schema import VTGSample
+from vtg_rl.data.schema import CLIP_LABEL_TASKS, TASK_SUMMARIZATION, VTGSample
 from vtg_rl.heads.features import (ClipFeatureExtractor, encode_query, encode_video_frames, load_npz_array,
                                    num_clips, pool_frames_to_clips, read_manifest, text_feature_path,
                                    video_feature_path)
@@ -89,13 +89,63 @@ class R2FeatureExtractor(ClipFeatureExtractor):
 
 
 # --------------------------------------------------------------------------- dataset
+def label_saliency(sample: VTGSample) -> np.ndarray:
+    """Per labelled clip of a clip-label sample (``clip_labels``), a target saliency in [0, 1].
+
+    Highlight labels (0/1, or annotator shares of them) are kept; importance scores on another scale
+    (TVSum's 1-5, and any ``"summarization"`` sample) are min-max normalised within the video, the way
+    their metrics read them (top clips of *this* video). A video whose clips all score the same gets 0.5.
+    """
+    labels = np.asarray(sample.clip_labels, dtype=np.float64)
+    if labels.ndim != 2 or labels.shape[0] == 0 or labels.shape[1] == 0:
+        raise ValueError(f"sample qid={sample.qid}: clip_labels must be clips x annotators, got shape {labels.shape}")
+    mean = labels.mean(1)
+    if sample.task != TASK_SUMMARIZATION and mean.min() >= 0.0 and mean.max() <= 1.0:
+        return mean.astype(np.float32)
+    lo, hi = float(mean.min()), float(mean.max())
+    if hi - lo < 1e-9:
+        return np.full(len(mean), 0.5, dtype=np.float32)
+    return ((mean - lo) / (hi - lo)).astype(np.float32)
+
+
+def label_clip_of(n: int, clip_len: float, clip_length: float, n_labels: int) -> np.ndarray:
+    """For each of ``n`` feature clips of ``clip_len`` s, the labelled clip (``clip_length`` s) its centre is in."""
+    centres = (np.arange(n) + 0.5) * clip_len
+    return np.clip(np.floor(centres / clip_length + 1e-9).astype(np.int64), 0, n_labels - 1)
+
+
+def pool_to_label_clips(scores: np.ndarray, clip_len: float, clip_length: float, n_labels: int) -> list[float]:
+    """Per-feature-clip scores -> one score per labelled clip: the mean of the feature clips whose centre
+    falls in it, else (a labelled clip shorter than a feature clip) the feature clip that covers its centre."""
+    scores = np.asarray(scores, dtype=np.float64)
+    owner = label_clip_of(len(scores), clip_len, clip_length, n_labels)
+    out = []
+    for k in range(n_labels):
+        inside = scores[owner == k]
+        if len(inside):
+            out.append(float(inside.mean()))
+        else:
+            centre = (k + 0.5) * clip_length
+            out.append(float(scores[min(len(scores) - 1, int(centre // clip_len))]))
+    return out
+
+
 def clip_targets(sample: VTGSample, n: int, clip_len: float) -> tuple[np.ndarray, np.ndarray]:
     """Per feature clip: ``moment_mask`` (centre inside a ground-truth window) and ``saliency`` in [0, 1].
 
     Saliency comes from the annotators (mean 0-4 score / 4 of the 2 s clip the feature clip falls in);
-    without annotations it is the fraction of the clip inside the windows.
+    without annotations it is the fraction of the clip inside the windows. Clip-label samples
+    (highlight-only / summarisation: ``clip_labels``, no windows) take the :func:`label_saliency` of the
+    labelled clip each feature clip falls in, and their ``moment_mask`` marks the clips at or above 0.5
+    (the highlights): it feeds only the contrastive alignment terms, never a span loss.
     """
     centres = (np.arange(n) + 0.5) * clip_len
+    if sample.clip_labels is not None and sample.task in CLIP_LABEL_TASKS:
+        if not sample.clip_length or sample.clip_length <= 0:
+            raise ValueError(f"sample qid={sample.qid}: clip_labels without a positive clip_length")
+        per_label = label_saliency(sample)
+        saliency = per_label[label_clip_of(n, clip_len, float(sample.clip_length), len(per_label))]
+        return saliency >= 0.5, saliency.astype(np.float32)
     moment = np.zeros(n, dtype=bool)
     for s, e in sample.windows:
         moment |= (centres >= s) & (centres <= e)
@@ -154,7 +204,9 @@ class R2FeatureDataset(torch.utils.data.Dataset):
         windows = np.asarray(s.windows, dtype=np.float32).reshape(-1, 2) / s.duration
         return {"video_layers": video, "query_layers": query, "windows": np.clip(windows, 0, 1),
                 "moment_mask": moment, "saliency": saliency, "clip_len_norm": self.clip_len / s.duration,
-                "qid": s.qid, "vid": s.vid, "duration": s.duration, "query": s.query, "clip_len": self.clip_len}
+                "qid": s.qid, "vid": s.vid, "duration": s.duration, "query": s.query, "clip_len": self.clip_len,
+                "task": s.task, "label_clip_length": s.clip_length,
+                "n_label_clips": len(s.clip_labels) if s.clip_labels is not None else None}
 
 
 def collate_r2(items: list[dict]) -> dict:
@@ -189,5 +241,7 @@ def collate_r2(items: list[dict]) -> dict:
         "targets": [{"spans": span_xx_to_cxw(w)} for w in windows],
         "supervision": {"windows": windows, "saliency": saliency, "moment_mask": moment, "same_pair": same},
         "meta": [{"qid": x["qid"], "vid": x["vid"], "duration": x["duration"], "query": x["query"],
-                  "clip_len": x["clip_len"], "n_clips": x["video_layers"].shape[0]} for x in items],
+                  "clip_len": x["clip_len"], "n_clips": x["video_layers"].shape[0],
+                  "task": x.get("task", "grounding"), "label_clip_length": x.get("label_clip_length"),
+                  "n_label_clips": x.get("n_label_clips")} for x in items],
     }

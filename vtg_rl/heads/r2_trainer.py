@@ -5,7 +5,9 @@
 :class:`R2TuningTrainer` is the supervised trainer (R2 losses, logged per part); :class:`R2TPRLTrainer`
 is the shared :class:`TPRLTrainer` itself (same RL loop, same objective) with R2's evaluation. Both
 evaluate by decoding NMS'd moments and per-clip saliency into a QVHighlights submission scored by
-:mod:`vtg_rl.metrics` (moment retrieval + highlight detection).
+:mod:`vtg_rl.metrics` (moment retrieval + highlight detection); highlight-only and summarisation samples
+(``task`` "highlight" / "summarization") get per-labelled-clip saliency rows, scored by the
+``youtube_highlight`` / ``tvsum`` protocols.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
+import numpy as np
 import torch
 
 from vtg_rl.heads.head_trainer import HeadTrainer, HeadTrainingConfig, TPRLArguments, TPRLTrainer
 from vtg_rl.heads.predictions import score_predictions, to_qvh_clips
-from vtg_rl.heads.r2_features import collate_r2
+from vtg_rl.data.schema import CLIP_LABEL_TASKS, TASK_HIGHLIGHT, TASK_SUMMARIZATION
+from vtg_rl.heads.r2_features import collate_r2, pool_to_label_clips
 from vtg_rl.heads.r2_tuning import R2ModelConfig, R2Tuning
 from vtg_rl.heads.tprl import TPRLConfig
 
@@ -46,6 +50,15 @@ class R2TuningConfig(TPRLArguments, HeadTrainingConfig):
     w_layer_contrastive: float = 0.1
     max_trainable_fraction: float = field(default=0.05, metadata={"help": "refuse a model that trains more of the "
                                                                           "whole system (CLIP included)"})
+    # clip-label tasks (highlight-only, summarisation)
+    synthetic_task: str = field(default="grounding", metadata={
+        "help": "synthetic world: 'grounding' (moment retrieval + QVHighlights-style saliency), 'summarization' "
+                "(TVSum-like) or 'highlight' (YouTube Highlights-like); see vtg_rl.data.synthetic_highlight"})
+    domain: Optional[str] = field(default=None, metadata={
+        "help": "keep only samples whose meta['domain'] is one of these (comma-separated): the per-domain runs "
+                "TVSum and YouTube Highlights report"})
+    label_clip_length: Optional[float] = field(default=None, metadata={
+        "help": "seconds per labelled clip of tvsum / youtube_highlight files (default: the release's, 2 s / 1 s)"})
     # TPRL post-training of the moment head (0 steps: skip)
     tprl_max_steps: int = field(default=0, metadata={"help": "TPRL steps after supervised training (0 = none)"})
     tprl_learning_rate: float = field(default=1e-4)
@@ -62,10 +75,34 @@ class R2TuningConfig(TPRLArguments, HeadTrainingConfig):
         return TPRLConfig(**{f.name: getattr(self, f"tprl_{f.name}") for f in fields(TPRLConfig)})
 
 
+def clip_task_protocol(samples) -> Optional[str]:
+    """The metric protocol of a clip-label split: ``"tvsum"`` when every sample is a summarisation sample,
+    ``"youtube_highlight"`` when every one is highlight-only, else None (grounding or mixed)."""
+    tasks = {s.task for s in samples}
+    if tasks == {TASK_SUMMARIZATION}:
+        return "tvsum"
+    if tasks == {TASK_HIGHLIGHT}:
+        return "youtube_highlight"
+    return None
+
+
+def filter_domains(samples, domain: Optional[str]) -> list:
+    """The samples whose ``meta["domain"]`` is one of the comma-separated ``domain`` (all when None)."""
+    if not domain:
+        return list(samples)
+    wanted = {d.strip() for d in domain.split(",") if d.strip()}
+    kept = [s for s in samples if s.meta.get("domain") in wanted]
+    if not kept:
+        found = sorted({str(s.meta.get("domain")) for s in samples})
+        raise ValueError(f"--domain {domain}: no sample has that meta['domain'] (found {found[:20]})")
+    return kept
+
+
 @torch.no_grad()
 def predict_rows(model: R2Tuning, dataset, batch_size: int = 64, device: Optional[torch.device] = None) -> list[dict]:
-    """QVHighlights submission rows for a feature dataset: NMS'd windows in seconds (best first) and
-    ``pred_saliency_scores`` per 2 s clip."""
+    """Submission rows for a feature dataset. Grounding samples: NMS'd windows in seconds (best first) and
+    ``pred_saliency_scores`` per 2 s clip (QVHighlights). Clip-label samples (highlight-only,
+    summarisation): ``pred_saliency_scores`` only, one per labelled clip of the sample (its ``clip_length``)."""
     from torch.utils.data import DataLoader
 
     device = device or next(model.parameters()).device
@@ -74,10 +111,15 @@ def predict_rows(model: R2Tuning, dataset, batch_size: int = 64, device: Optiona
         inputs = {k: v.to(device) for k, v in batch["model_inputs"].items()}
         preds = model.predict(inputs, [m["duration"] for m in batch["meta"]])
         for m, p in zip(batch["meta"], preds):
-            saliency = to_qvh_clips(torch.tensor(p["pred_saliency_scores"]).numpy(), m["clip_len"], m["duration"])
-            rows.append({"qid": m["qid"], "vid": m["vid"], "query": m["query"],
-                         "pred_relevant_windows": p["pred_relevant_windows"],
-                         "pred_saliency_scores": [round(x, 4) for x in saliency]})
+            scores = np.asarray(p["pred_saliency_scores"], dtype=np.float64)
+            row = {"qid": m["qid"], "vid": m["vid"], "query": m["query"]}
+            if m.get("task") in CLIP_LABEL_TASKS and m.get("n_label_clips"):
+                saliency = pool_to_label_clips(scores, m["clip_len"], m["label_clip_length"], m["n_label_clips"])
+            else:
+                saliency = to_qvh_clips(scores, m["clip_len"], m["duration"])
+                row["pred_relevant_windows"] = p["pred_relevant_windows"]
+            row["pred_saliency_scores"] = [round(x, 4) for x in saliency]
+            rows.append(row)
     return rows
 
 

@@ -1,5 +1,5 @@
-"""R2-Tuning (DESIGN §5): a light side-adapter on the last K layers of a frozen CLIP, for moment retrieval
-and highlight detection.
+"""R2-Tuning (DESIGN §5): a light side-adapter on the last K layers of a frozen CLIP, for moment retrieval,
+highlight detection and video summarisation (per-clip saliency; samples without windows train it alone).
 
 :class:`R2Tuning` = :class:`~vtg_rl.heads.r2_block.R2Block` (spatial pooling, recurrent gate, temporal
 refinement) + a conv pyramid with moment heads + a per-clip saliency head. It takes the frozen CLIP's
@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from vtg_rl.heads.r2_block import R2Block
-from vtg_rl.heads.r2_heads import ConvPyramid, MomentHead, SaliencyHead, decode_spans, make_anchors, nms_spans
+from vtg_rl.heads.r2_heads import (Anchors, ConvPyramid, MomentHead, SaliencyHead, decode_spans, make_anchors,
+                                   nms_spans)
 from vtg_rl.heads.r2_losses import (layer_contrastive_loss, moment_losses, saliency_loss,
                                     video_contrastive_loss)
 from vtg_rl.heads.tprl import query_scores
@@ -168,8 +169,8 @@ class R2Tuning(nn.Module):
         if windows is None:
             return result
         cfg = self.config
-        parts = moment_losses(anchors, cls_logits, distances, spans, iou_logits, windows, clip_len_norm.to(spans),
-                              cfg.num_levels)
+        parts = self._moment_losses(anchors, cls_logits, distances, spans, iou_logits, windows,
+                                    clip_len_norm.to(spans))
         if saliency is not None:
             parts["loss_saliency"] = saliency_loss(saliency_logits, saliency.to(saliency_logits), video_mask)
         if moment_mask is not None:
@@ -181,9 +182,25 @@ class R2Tuning(nn.Module):
         weights = {"loss_cls": cfg.w_cls, "loss_l1": cfg.w_l1, "loss_giou": cfg.w_giou, "loss_iou": cfg.w_iou,
                    "loss_saliency": cfg.w_saliency, "loss_video_contrastive": cfg.w_video_contrastive,
                    "loss_layer_contrastive": cfg.w_layer_contrastive}
-        result["loss"] = sum(weights[k] * v for k, v in parts.items())
+        result["loss"] = sum((weights[k] * v for k, v in parts.items()), saliency_logits.sum() * 0.0)
         result.update(parts)
         return result
+
+    def _moment_losses(self, anchors: Anchors, cls_logits, distances, spans, iou_logits, windows: list,
+                       clip_len_norm: torch.Tensor) -> dict:
+        """The moment losses over the samples that have ground-truth windows only: a highlight-only or
+        summarisation sample (no spans) adds no span, foreground or IoU term (it is not a video without
+        moments, it is a video whose moments are not annotated). ``{}`` when no sample has windows."""
+        has = [i for i, w in enumerate(windows) if w.numel() > 0]
+        if not has:
+            return {}
+        if len(has) < len(windows):
+            idx = torch.tensor(has, device=cls_logits.device)
+            anchors = Anchors(anchors.centers[idx], anchors.strides, anchors.levels, anchors.mask[idx])
+            cls_logits, distances, spans, iou_logits = cls_logits[idx], distances[idx], spans[idx], iou_logits[idx]
+            windows, clip_len_norm = [windows[i] for i in has], clip_len_norm[idx]
+        return moment_losses(anchors, cls_logits, distances, spans, iou_logits, windows, clip_len_norm,
+                             self.config.num_levels)
 
     def _clip_states(self, pixel_values, input_ids, attention_mask):
         if self.clip is None:
