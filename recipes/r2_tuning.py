@@ -1,9 +1,15 @@
-"""R2-Tuning: a light side-adapter on the last layers of a frozen CLIP, for moment retrieval and highlights,
-then (optionally) TPRL on its moment head through the shared loop.
+"""R2-Tuning: a light side-adapter on the last layers of a frozen CLIP, for moment retrieval, highlight
+detection and video summarisation, then (optionally, moment retrieval only) TPRL on its moment head through
+the shared loop.
 
     python recipes/r2_tuning.py                                             # tiny CLIP, synthetic world
     python recipes/r2_tuning.py --clip_model path/to/clip-vit-base-patch32 --output_dir runs/r2_b32
     python recipes/r2_tuning.py --config recipes/configs/r2_tuning_qvhighlights.yaml
+    python recipes/r2_tuning.py --config recipes/configs/r2_tuning_synthetic_summarization.yaml  # TVSum-like
+    python recipes/r2_tuning.py --config recipes/configs/r2_tuning_synthetic_highlight.yaml      # YouTube-like
+    python recipes/r2_tuning.py --config recipes/configs/r2_tuning_tvsum.yaml --domain VT        # one category
+
+Highlight-only / summarisation data trains the saliency head only and is scored per domain (docs/r2_tuning_tasks.md).
 
 Defaults live in recipes/configs/r2_tuning_synthetic.yaml; any flag overrides them.
 """
