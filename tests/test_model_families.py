@@ -359,3 +359,23 @@ def test_sft_batch_carries_the_video_into_the_loss(family, loaded, synthetic_wor
 def test_shared_prefix_left_unset_follows_the_family(family, loaded, rows, tmp_path):
     trainer = make_trainer(loaded(family), rows, tmp_path, shared_prefix=None)
     assert trainer.args.shared_prefix is FAMILIES[family].capabilities.shared_prefix
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_agents_see_the_models_own_vision_tokens_per_step(family, loaded, synthetic_world):
+    from vtg_rl.agents.common import AgentConfig, ModelGenerator
+
+    model, processor, adapter = loaded(family)
+    gen = ModelGenerator(model, processor, AgentConfig())
+    s = read_jsonl(synthetic_world["train"])[0]
+    video = gen.sampling.load(s.video_path)
+    [(feats, starts, ends)] = gen.vision_features([video])
+    steps = len(video.frames) // adapter.temporal_patch_size
+    assert feats.shape[0] == steps == len(starts) == len(ends) and feats.ndim == 3 and np.isfinite(feats).all()
+    np.testing.assert_allclose(starts, video.timestamps[::adapter.temporal_patch_size])
+    assert np.all(ends > starts)
+    # a frame's tokens depend on what it shows: blanking the first step changes only that step's features
+    blank = video.frames.copy()
+    blank[:adapter.temporal_patch_size] = 0
+    [(feats_b, _, _)] = gen.vision_features([dataclasses.replace(video, frames=blank)])
+    assert not np.allclose(feats_b[0], feats[0]) and np.allclose(feats_b[1:], feats[1:], atol=1e-5)
