@@ -7,6 +7,7 @@ session-scoped temporary directory, and loaded back through `from_pretrained(dir
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -14,6 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the video probe cache of the tests' runs (subprocesses included) stays out of the user's cache folder
+os.environ.setdefault("VTG_RL_CACHE_DIR", tempfile.mkdtemp(prefix="vtg_rl_test_cache_"))
 
 
 @pytest.fixture(scope="session")

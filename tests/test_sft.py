@@ -184,3 +184,24 @@ def test_sft_recipe_end_to_end_and_resume(tiny_qwen_dir, synthetic_world, tmp_pa
     run_sft(script, args2, model_args)
     state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
     assert state["global_step"] == 6
+
+
+def test_a_video_that_fails_at_run_time_is_skipped_and_counted_or_named(tiny_qwen_dir, synthetic_world, tmp_path):
+    from vtg_rl.data.video import VideoDecodeError
+    from vtg_rl.mllm.collator import VideoSFTCollator
+    from vtg_rl.mllm.dataset import samples_to_hf
+    from vtg_rl.mllm.reasoning import target_for_sample
+    from vtg_rl.models.tiny_qwen import load_qwen_vl
+
+    _, processor = load_qwen_vl(tiny_qwen_dir)
+    samples = read_jsonl(synthetic_world["train"])[:3]
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)  # an mp4 header and nothing else
+    samples[1].video_path = str(broken)
+    rows = [r for r in samples_to_hf(samples, target_fn=target_for_sample)]
+    with pytest.raises(VideoDecodeError, match=f"sample {samples[1].qid}"):
+        VideoSFTCollator(processor)(rows)
+    skipping = VideoSFTCollator(processor, on_bad_video="skip")
+    batch = skipping(rows)
+    assert batch["input_ids"].size(0) == 2 and skipping.skipped == [samples[1].qid]
+    assert int(batch["video_grid_thw"].size(0)) == 2

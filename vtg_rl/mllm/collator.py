@@ -12,13 +12,17 @@ sequence that generation produces at inference time.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
 
+from vtg_rl.data.video import VideoDecodeError
 from vtg_rl.mllm.families import adapter_for
 from vtg_rl.mllm.video_source import VideoSampling
+
+logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 
@@ -30,17 +34,41 @@ class VideoSFTCollator:
     processor: Any
     sampling: VideoSampling = field(default_factory=VideoSampling)
     max_completion_tokens: Optional[int] = 256
+    #: a row whose video fails to decode at run time: "error" stops with the sample named, "skip" drops the row
+    #: from its batch and counts it in ``skipped`` (the pre-flight probe catches most bad videos before training)
+    on_bad_video: str = "error"
 
     def __post_init__(self):
         self.adapter = adapter_for(self.processor)
         # the end-of-turn token closes every target, as the chat template closes an assistant turn
         self.end_text = self.adapter.end_of_turn + "\n"
         self.sampling = self.sampling.for_family(self.adapter)
+        if self.on_bad_video not in ("error", "skip"):
+            raise ValueError(f"on_bad_video must be 'error' or 'skip', got {self.on_bad_video!r}")
+        self.skipped: list[str] = []
+
+    def _load_videos(self, rows: list[dict]) -> tuple[list[dict], list]:
+        kept, videos = [], []
+        for r in rows:
+            try:
+                videos.append(self.sampling.load(r["video_path"], qid=r.get("qid")))
+            except VideoDecodeError as err:
+                if self.on_bad_video == "error":
+                    raise
+                self.skipped.append(str(r.get("qid")))
+                logger.warning("skipping a row whose video cannot be decoded (%d skipped so far): %s",
+                               len(self.skipped), err)
+                continue
+            kept.append(r)
+        if not kept:
+            raise VideoDecodeError(f"every video of a batch failed to decode (qids {[r.get('qid') for r in rows]}); "
+                                   "run `vtg-rl data check --probe-videos` on the dataset")
+        return kept, videos
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         tok = self.processor.tokenizer
+        rows, videos = self._load_videos(rows)
         texts = [self.adapter.render_prompt(r["prompt"], add_generation_prompt=True) for r in rows]
-        videos = [self.sampling.load(r["video_path"], qid=r.get("qid")) for r in rows]
         prompt_batch = self.adapter.build_inputs(texts, videos, padding_side="right")
 
         completions = [tok(r["completion"] + self.end_text, add_special_tokens=False)["input_ids"] for r in rows]

@@ -44,7 +44,7 @@ def samples_to_rows(samples: list[VTGSample], target_fn: Optional[Callable[[VTGS
             "options": list(s.options or []),
             "difficulty": sample_difficulty(s),
             "hard": bool(s.meta.get("hard", False)),
-            "meta_json": json.dumps(s.meta),
+            "meta_json": json.dumps(s.meta, allow_nan=False),
         }
         if target_fn is not None:
             target = target_fn(s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import sys
@@ -151,5 +152,17 @@ def plot_curves(log_history: list[dict], keys: list[str], out_png: str | os.Path
     return str(out_png)
 
 
+def finite_json(obj):
+    """``obj`` with every non-finite float replaced by None (JSON has no NaN; a metric of an empty split is
+    reported as null, never as a bare ``NaN`` that strict readers reject)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(finite_json(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")

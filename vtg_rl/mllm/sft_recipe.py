@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 
 from vtg_rl.mllm.dataset import samples_to_hf
+from vtg_rl.mllm.collator import VideoSFTCollator
 from vtg_rl.mllm.inference import evaluate_model
 from vtg_rl.mllm.reasoning import TraceBank, target_for_sample
 from vtg_rl.mllm.recipe_common import DataArguments, ensure_model, load_split, plot_curves, write_json
@@ -83,8 +84,11 @@ def run_sft(script_args: SFTScriptArguments, training_args: VideoSFTConfig, mode
         write_json(before_file, result["before"])
         logger.info("before SFT: %s", result["before"])
 
+    collator = VideoSFTCollator(processor, sampling=training_args.video_sampling(),
+                                max_completion_tokens=training_args.max_completion_tokens,
+                                on_bad_video=script_args.on_bad_video)
     trainer = VideoSFTTrainer(model=model, args=training_args, train_dataset=train_ds, processing_class=processor,
-                              peft_config=peft_config)
+                              peft_config=peft_config, data_collator=collator)
     t0 = time.time()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     result["train_wall_s"] = time.time() - t0

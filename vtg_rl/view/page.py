@@ -27,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
-from vtg_rl.data.schema import VTGSample, read_jsonl
+from vtg_rl.data.schema import VTGSample, current_umask, read_jsonl
 from vtg_rl.metrics_io import read_submission
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o666 & ~current_umask())  # as a file written in place: the process umask decides
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
