@@ -196,6 +196,47 @@ def test_an_incomplete_checkpoint_is_refused_and_skipped(tiny_qwen_dir, sft_chec
         trainer.train(resume_from_checkpoint=str(partial))
 
 
+def test_a_lora_checkpoint_restores_the_adapter_and_checks_its_keys(tiny_qwen_dir, sft_checkpoint, tmp_path):
+    """PEFT checkpoints hold only the adapter: it loads through PEFT (its own key conversion), trainable,
+    and an adapter tensor that matches nothing is an error too."""
+    from peft import LoraConfig
+
+    from vtg_rl.mllm.checkpointing import CheckpointLoadError
+
+    _, _, ds = sft_checkpoint
+    lora = dict(peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+
+    def trainer(out):
+        from vtg_rl.mllm.sft import VideoSFTConfig, VideoSFTTrainer
+        from vtg_rl.models.tiny_qwen import load_qwen_vl
+
+        model, processor = load_qwen_vl(tiny_qwen_dir)
+        args = VideoSFTConfig(output_dir=str(out), per_device_train_batch_size=2, max_steps=2, learning_rate=1e-2,
+                              save_steps=2, report_to=[], use_cpu=True, bf16=False, disable_tqdm=True)
+        return VideoSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=processor, **lora)
+
+    first = trainer(tmp_path / "a")
+    first.train()
+    trained = {k: v.clone() for k, v in first.model.state_dict().items() if "lora_" in k}
+    fresh = trainer(tmp_path / "b")
+    fresh._load_from_checkpoint(str(tmp_path / "a" / "checkpoint-2"))
+    assert_same_tensors({k: v for k, v in fresh.model.state_dict().items() if "lora_" in k}, trained, "adapter")
+    assert all(p.requires_grad == ("lora_" in n) for n, p in fresh.model.named_parameters())
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in (tmp_path / "a" / "checkpoint-2").iterdir():
+        if f.is_file():
+            (broken / f.name).write_bytes(f.read_bytes())
+    state = load_file(str(broken / "adapter_model.safetensors"))
+    key = sorted(state)[0]
+    state[key + "_renamed"] = state.pop(key)
+    save_file(state, str(broken / "adapter_model.safetensors"))
+    with pytest.raises(CheckpointLoadError, match="_renamed") as err:
+        fresh._load_from_checkpoint(str(broken))
+    assert str(broken) in str(err.value)
+
+
 def test_grpo_sampler_order_depends_on_the_epoch_not_on_the_history():
     """TRL's RepeatSampler drew each epoch's order from a generator seeded once: a run resumed in epoch 2
     replayed epoch 0's order. With set_epoch the order of epoch k is the uninterrupted run's."""
