@@ -18,6 +18,7 @@ COMMANDS = [
     (("models", "build-tiny"), "vtg_rl.models.cli", "build and save the tiny local Qwen2.5-VL / CLIP"),
     (("features",), "vtg_rl.heads.features_cli", "extract frozen-CLIP features for the DETR / R2 heads"),
     (("predict",), "vtg_rl.predict", "ground a query in a video with any trained vtg-rl model"),
+    (("infer",), "vtg_rl.infer", "predict a whole benchmark split (batched, resumable, multi-process) for vtg-rl eval"),
     (("view",), "vtg_rl.view.cli", "write a static HTML page to browse a dataset with its predictions"),
 ]
 
