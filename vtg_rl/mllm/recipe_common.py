@@ -27,7 +27,7 @@ DEFAULT_WORLD_SPLITS = (0.8, 0.05, 0.15)
 DATASET_FORMATS = {
     "charades_sta": "charades", "charades": "charades", "charades-jsonl": "charades-jsonl",
     "qvhighlights": "qvhighlights", "tacos": "tacos", "nextgqa": "nextgqa", "rextime": "rextime",
-    "unified": "unified",
+    "activitynet": "activitynet", "ego4d-nlq": "ego4d-nlq", "ego4d_nlq": "ego4d-nlq", "unified": "unified",
 }
 
 
@@ -90,6 +90,11 @@ def load_split(data: DataArguments, split: str) -> list[VTGSample]:
         samples, report = load_samples(path, fmt, durations=data.durations, gsub=data.gsub,
                                        video_dir=data.video_dir, policy=data.data_policy)
         logger.info("%s: %s", path, report)
+        spanless = [s.qid for s in samples if getattr(s, "task", "grounding") != "grounding"]
+        if spanless:
+            raise ValueError(f"{path}: {len(spanless)} highlight-only sample(s) (e.g. qid {spanless[0]}) have no span "
+                             "to ground; the LLM recipes train moment retrieval (use recipes/r2_tuning.py for "
+                             "highlight detection and summarisation)")
     limit = data.max_train_samples if split == "train" else data.max_eval_samples
     if limit is not None and len(samples) > limit:
         samples = random.Random(0).sample(samples, limit) if split == "train" else samples[:limit]
