@@ -1,7 +1,7 @@
 """VideoGRPOTrainer: the video reaches generation and every log-prob forward, all TRL losses train,
 curriculum masking and difficulty control act inside the trainer.
 
-The parity tests are the guard against the silent failure of stock TRL 1.16 (DESIGN §7): the
+The parity tests are the guard against the silent failure of stock TRL 1.16: the
 trainer's per-token log-probs must equal a plain forward of the model *with* the video, and differ
 from a forward without it or with another video.
 """

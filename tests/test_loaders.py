@@ -1,4 +1,4 @@
-"""Loaders from the public release formats and the validation policy (DESIGN §2).
+"""Loaders from the public release formats and the validation policy.
 
 Fixtures under tests/fixtures/data/<format>/ are written in each release's real layout; the
 ``*_bad*`` files hold deliberately broken rows whose line numbers the tests pin.

@@ -123,7 +123,7 @@ def test_group_by_length_gets_a_length_column(model_and_processor, world_samples
 
 
 def test_sft_loss_sees_the_video(model_and_processor, world_samples, tmp_path):
-    """Stock TRL is video-blind (DESIGN §7): this must fail if the vision tower gets no gradient or if
+    """Stock TRL is video-blind: this must fail if the vision tower gets no gradient or if
     the loss the trainer optimises does not depend on the video."""
     from vtg_rl.mllm.sft import vision_tower
 

@@ -1,4 +1,4 @@
-"""Proof that real seconds reach the model (DESIGN §7: the silent 2/24 trap and ``mm_token_type_ids``).
+"""Proof that real seconds reach the model (the silent 2/24 trap and ``mm_token_type_ids``).
 
 A generated mp4 turns red during [6 s, 10 s) of 12 s. We find the event's video tokens from the *pixels* the
 processor produced, read the temporal mRoPE position ids that actually reach the language model (hooked at

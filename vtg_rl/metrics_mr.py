@@ -1,4 +1,4 @@
-"""Moment-retrieval metrics, vectorised over queries (DESIGN §6).
+"""Moment-retrieval metrics, vectorised over queries.
 
 The numbers follow the QVHighlights reference protocol (moment_detr's ``standalone_eval``):
 

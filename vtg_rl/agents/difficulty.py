@@ -1,4 +1,4 @@
-"""Difficulty Estimation Agent (VideoTG-R1, DESIGN §4).
+"""Difficulty Estimation Agent (VideoTG-R1).
 
 For every sample, K sampled answers (the same sampling GRPO's group uses: temperature 1.0) are scored
 against the annotation with temporal IoU; malformed answers score 0. From the K IoUs:

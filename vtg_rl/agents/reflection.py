@@ -1,4 +1,4 @@
-"""Boundary Reflection Agent (VideoTG-R1, DESIGN §4): find partially annotated samples.
+"""Boundary Reflection Agent (VideoTG-R1): find partially annotated samples.
 
 A sample is *partially annotated* when the queried moment also happens outside its annotated windows;
 its GRPO reward then punishes a correct answer. The agent asks the grounding model for the query with the

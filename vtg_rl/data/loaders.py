@@ -1,4 +1,4 @@
-"""Loaders from the public release formats into :class:`~vtg_rl.data.schema.VTGSample` (DESIGN §2).
+"""Loaders from the public release formats into :class:`~vtg_rl.data.schema.VTGSample`.
 
 One front door::
 

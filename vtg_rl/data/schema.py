@@ -1,4 +1,4 @@
-"""The unified VTG sample schema (DESIGN §2).
+"""The unified VTG sample schema.
 
 One sample = one (video, query) pair. Every loader produces :class:`VTGSample` objects; every
 trainer, agent and metric consumes them. On disk a dataset is a jsonl file with one

@@ -1,4 +1,4 @@
-"""The synthetic VTG world (DESIGN §3): real mp4 files with known events, in the unified schema.
+"""The synthetic VTG world: real mp4 files with known events, in the unified schema.
 
 ``generate_world(out_dir, n, seed)`` writes::
 

@@ -6,7 +6,7 @@ dict that :mod:`vtg_rl.data.synthetic_render` draws and that :mod:`vtg_rl.data.s
 a :class:`~vtg_rl.data.schema.VTGSample` (the plan's ``meta`` is stored verbatim, so every sample
 carries its full truth).
 
-World rules (DESIGN §3):
+World rules:
 * one *target* object (shape x colour) visible during its occurrence(s), 2-8 s on a 0.5 s grid;
 * 0-3 *distractors* at other (possibly overlapping) times; an ordinary distractor differs from the
   target in both shape and colour; a *look-alike* has the target's shape in a near colour

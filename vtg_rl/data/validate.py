@@ -1,4 +1,4 @@
-"""Validation of :class:`~vtg_rl.data.schema.VTGSample` lists (DESIGN §2).
+"""Validation of :class:`~vtg_rl.data.schema.VTGSample` lists.
 
 Every problem names the file and line it came from, the qid, a *kind* (for counting) and a message.
 Two policies:
@@ -29,7 +29,7 @@ from vtg_rl.data.schema import CLIP_LABEL_TASKS, TASKS, VTGSample
 DEFAULT_TOLERANCE = 0.5
 #: how many problems a strict-mode error lists before "... and N more"
 MAX_LISTED = 20
-#: QVHighlights-style saliency clips are 2 s long (DESIGN §2)
+#: QVHighlights-style saliency clips are 2 s long
 SALIENCY_CLIP_SECONDS = 2.0
 POLICIES = ("strict", "drop")
 

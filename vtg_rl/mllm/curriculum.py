@@ -1,4 +1,4 @@
-"""Curriculum masking of hard samples for GRPO (VideoTG-R1, DESIGN §4).
+"""Curriculum masking of hard samples for GRPO (VideoTG-R1).
 
 A *hard* sample (zero-shot IoU ~0 over all rollouts) gives a GRPO group identical, near-zero rewards and
 so no preference to learn from. Early in training, :class:`CurriculumMasker` therefore blanks the part of

@@ -1,7 +1,7 @@
 """Unified-schema samples -> the HF datasets the LLM trainers consume.
 
 Columns (one row per sample):
-    prompt       chat messages with a payload-free ``{"type": "video"}`` block (DESIGN §7)
+    prompt       chat messages with a payload-free ``{"type": "video"}`` block
     video_path   the video file, decoded on the fly by the collator / trainer
     windows, duration, qid, answer, options   ground truth, passed to reward functions as columns
     difficulty   float in [0, 1] or NaN when unknown (difficulty agent / synthetic truth)

@@ -1,4 +1,4 @@
-"""Difficulty control for GRPO (VTG-R1 / VideoTG-R1, DESIGN §4).
+"""Difficulty control for GRPO (VTG-R1 / VideoTG-R1).
 
 Two levels:
 

@@ -1,9 +1,9 @@
-"""Prompts for video grounding with a multimodal LLM (DESIGN §4).
+"""Prompts for video grounding with a multimodal LLM.
 
 The model reasons in ``<think>...</think>`` and answers ``<answer>S to E</answer>`` in seconds with
 two decimals. Messages use the HF chat format with a payload-free ``{"type": "video"}`` block: the
 video itself travels in its own column and is decoded by :mod:`vtg_rl.data.video` (a path inside
-the block would be unified by ``datasets`` into every text block and rendered twice, DESIGN §7).
+the block would be unified by ``datasets`` into every text block and rendered twice).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_WORLD_DIR = "runs/data/synthetic"
 DEFAULT_TINY_QWEN_DIR = "runs/models/tiny_qwen"
-#: the default world: 600 held-out test samples (DESIGN §7: evaluate on >= 500; 100 give +-0.035 mIoU)
+#: the default world: 600 held-out test samples (evaluate on >= 500; 100 give +-0.035 mIoU)
 DEFAULT_WORLD_N = 4000
 DEFAULT_WORLD_SPLITS = (0.8, 0.05, 0.15)
 

@@ -1,6 +1,6 @@
 """vLLM rollouts for video prompts, in both of TRL's vLLM modes.
 
-TRL 1.16's :class:`~trl.generation.vllm_generation.VLLMGeneration` sends images only (DESIGN §7): a video
+TRL 1.16's :class:`~trl.generation.vllm_generation.VLLMGeneration` sends images only: a video
 prompt would reach vLLM as text and the rollouts would be video-blind. This module teaches an existing
 ``VLLMGeneration`` to carry one video per prompt, without re-implementing its gathering, tensor-parallel
 slicing, sleep mode, weight sync or log-prob extraction:
@@ -300,7 +300,7 @@ class VideoFeatureClient:
 
 def vision_logit_bias(token_ids: Sequence[int]) -> dict[int, float]:
     """vLLM has no ``suppress_tokens``; a -100 logit bias keeps video pad / vision start / end tokens out of
-    the rollouts, as ``suppress_tokens`` does for HF generate (DESIGN §7)."""
+    the rollouts, as ``suppress_tokens`` does for HF generate."""
     return {int(i): -100.0 for i in token_ids}
 
 

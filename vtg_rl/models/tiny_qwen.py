@@ -2,7 +2,7 @@
 
 Everything downstream (SFT, GRPO, inference) loads models with :func:`load_qwen_vl`, i.e. only through
 ``from_pretrained(dir)``, so the tiny model and ``Qwen/Qwen2.5-VL-7B-Instruct`` take the same code path.
-The default sizes are the ones measured to be learnable on 2 CPU cores (DESIGN §7): text hidden 128,
+The default sizes are the ones measured to be learnable on 2 CPU cores: text hidden 128,
 4 layers, 4 heads / 2 KV heads, FFN 512, tied embeddings; vision hidden 64, depth 2, patch 14, 2x2 merge,
 temporal patch 2; ~1.3 M parameters in all.
 """

@@ -4,7 +4,7 @@ There is no model hub at run time, so the tiny Qwen2.5-VL and the tiny CLIP get 
 trained on the text this project actually produces: the grounding / QA prompts of
 :mod:`vtg_rl.mllm.prompts`, templated synthetic queries, think-then-answer completions and numbers.
 
-Design choices (DESIGN §7):
+Design choices:
 - every digit is its own token, so "12.50" is always ``1 2 . 5 0`` and the model can learn numbers digit by
   digit, as real Qwen2.5 does. Training puts ``Digits(individual_digits=True)`` in front of Qwen's split
   regex; transformers' ``Qwen2Tokenizer`` rebuilds its own pipeline (that regex alone) on reload, which
