@@ -1,4 +1,4 @@
-"""Data agents on a synthetic world with planted partial annotations (issue 6 evidence).
+"""Data agents on a synthetic world with planted partial annotations.
 
     python benchmarks/agents_synthetic.py            # full: SFT checkpoint, 500-sample world, K=8
     python benchmarks/agents_synthetic.py --smoke    # plumbing only: tiny untrained model, 24 samples, K=2
@@ -17,7 +17,7 @@ which. Both agents run over the same samples with the same model:
 
 Writes ``benchmarks/results/agents_synthetic.json`` (``--smoke``: ``agents_synthetic_smoke.json``) with
 ``reflection_precision``, ``reflection_recall``, ``difficulty_spearman``, ``samples_per_s`` and details.
-Targets (issue 6): precision and recall >= 0.8, Spearman >= 0.5.
+Targets: precision and recall >= 0.8, Spearman >= 0.5.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     python benchmarks/data_efficiency.py                 # full measurement (long on CPU: see --agent-pool)
     python benchmarks/data_efficiency.py --smoke         # plumbing only: 40 samples, a few steps
 
-Seed 002 claims that with 10% of the training samples and 21% of the compute, GRPO on data cleaned by the
+VideoTG-R1 reports that with 10% of the training samples and 21% of the compute, GRPO on data cleaned by the
 Boundary Reflection Agent, chosen with the Difficulty Estimation Agent and trained with the curriculum,
 beats GRPO on the full data. Both arms start from the same cold-start SFT checkpoint:
 

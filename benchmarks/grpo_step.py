@@ -10,7 +10,7 @@ video is seen twice (the frozen-tower cache gets no cross-step hits: a conservat
 
 Shapes: G = 8, completions of at most 64 tokens (the untrained model stops early now and then: ~57 on
 average; both arms sample the same tokens), prompts of
-1,024 video tokens + ~60 text tokens: the tiny Qwen2.5-VL of DESIGN §7 built with a 224x224 pixel budget
+1,024 video tokens + ~60 text tokens: the tiny Qwen2.5-VL (``vtg-rl models build-tiny``) built with a 224x224 pixel budget
 (min = max = 224*224, so each 56x56 synthetic frame is upscaled to 16x16 patches -> 64 tokens per
 temporal patch after the 2x2 merge) and 32 frames sampled at 4 fps (16 temporal patches).
 

@@ -13,7 +13,7 @@ distractors and short, faint events):
 * ``miou_sft_continued``     the GRPO arm's training wall time spent on more SFT instead.
 
 The start is deliberately an *early* SFT checkpoint (``--sft_steps`` 600 of the recipe's 2000, ~0.55 mIoU
-in DESIGN §7's trial): GRPO from a near-converged one added only +0.01. Pass ``--sft_checkpoint DIR`` to
+in a 2-core CPU trial): GRPO from a near-converged one added only +0.01. Pass ``--sft_checkpoint DIR`` to
 start elsewhere. Writes ``benchmarks/results/grpo_synthetic.json`` (``_smoke`` with ``--smoke``).
 """
 
