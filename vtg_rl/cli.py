@@ -20,6 +20,8 @@ COMMANDS = [
     (("predict",), "vtg_rl.predict", "ground a query in a video with any trained vtg-rl model"),
     (("infer",), "vtg_rl.infer", "predict a whole benchmark split (batched, resumable, multi-process) for vtg-rl eval"),
     (("view",), "vtg_rl.view.cli", "write a static HTML page to browse a dataset with its predictions"),
+    (("agents", "reflect"), "vtg_rl.agents.cli", "Boundary Reflection: flag partially annotated samples"),
+    (("agents", "difficulty"), "vtg_rl.agents.cli", "Difficulty Estimation: score samples by zero-shot rollouts"),
 ]
 
 
@@ -57,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if not argv else 2
     module = importlib.import_module(module_name)
+    if hasattr(module, "run_argv"):  # a command with its own parser (TrlParser dataclasses): hand it the rest
+        words = next(w for w, m, _ in COMMANDS if m == module_name and list(w) == argv[:len(w)])
+        return int(module.run_argv(list(words), argv[len(words):]) or 0)
     parser = build_parser()
     # re-walk to the subcommand's parser and give it the module's arguments
     target = _find_subparser(parser, argv)

@@ -119,3 +119,11 @@ def run_agent(kind: str, argv: Optional[list[str]] = None) -> int:
     brief = {k: v for k, v in summary.items() if k not in ("skipped", "histogram", "config")}
     print(json.dumps(brief, indent=2, allow_nan=False))
     return 0
+
+
+def run_argv(words: list[str], argv: list[str]) -> int:
+    """``vtg-rl agents reflect|difficulty ...``: the same options as ``data_agents/reflect.py`` /
+    ``data_agents/difficulty.py`` (``--help`` lists them)."""
+    kind = {"reflect": "reflection", "difficulty": "difficulty"}[words[-1]]
+    sys.argv = [f"vtg-rl {' '.join(words)}", *argv]  # TrlParser names the program after argv[0]
+    return run_agent(kind, argv)
