@@ -112,6 +112,14 @@ PEAK_BF16_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), 
                     ("B200", 2250.0), ("A100", 312.0), ("A800", 312.0), ("L40S", 362.0), ("L4", 121.0))
 SMOKE_PEAK_TFLOPS = 1.0  # a nominal CPU figure, so that the smoke run exercises the MFU arithmetic
 
+
+def peak_for(device_name: str) -> tuple[Optional[float], Optional[str]]:
+    """(peak dense bf16 TFLOP/s, table entry) for a CUDA device name, or (None, None) when it is not in the table."""
+    for key, value in PEAK_BF16_TFLOPS:
+        if key.lower() in device_name.lower():
+            return value, key
+    return None, None
+
 SFT_TARGET = ("<think>The person walks to the door at about 2 seconds, reaches for the handle and opens it; the door "
               "stays open from 6.5 seconds on.</think><answer>2.0 to 6.5</answer>")
 QUERY = "the person opens the door"
@@ -213,9 +221,8 @@ class Device:
         elif not self.cuda:
             self.peak_tflops, self.peak_source = SMOKE_PEAK_TFLOPS, "nominal CPU figure (smoke run)"
         else:
-            match = next(((k, v) for k, v in PEAK_BF16_TFLOPS if k.lower() in self.name.lower()), None)
-            self.peak_tflops = match[1] if match else None
-            self.peak_source = f"table entry {match[0]!r}" if match else "unknown device: pass --peak-tflops"
+            self.peak_tflops, key = peak_for(self.name)
+            self.peak_source = f"table entry {key!r}" if key else "unknown device: pass --peak-tflops"
 
     def sync(self):
         if self.cuda:
