@@ -5,7 +5,7 @@ set -euo pipefail
 VENV="${VENV:-.venv}"
 PY="$VENV/bin/python"
 # --isolated: ignore this machine's pip config, whose local CPU-only torch wheel shadows the
-# registry's torch and cannot load torchvision (DESIGN §7).
+# registry's torch and cannot load torchvision.
 PIP=("$PY" -m pip --isolated --disable-pip-version-check)
 
 [ -x "$PY" ] || python3 -m venv "$VENV"
@@ -20,12 +20,18 @@ fi
 
 stamp="$VENV/.vtg-rl-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$PY" -c "import vtg_rl" 2>/dev/null; then
-  echo "setup: installing vtg-rl (editable) with its pinned stack, test tools and deepspeed"
+  echo "setup: installing vtg-rl (editable) with its pinned stack, test tools, deepspeed and the docs tools"
   # DS_BUILD_OPS=0: deepspeed's pure-Python install (no CUDA kernels to compile); ZeRO runs on CPU too
-  DS_BUILD_OPS=0 "${PIP[@]}" install -q -e '.[dev,deepspeed]'
+  DS_BUILD_OPS=0 "${PIP[@]}" install -q -e '.[dev,deepspeed,docs]'
   touch "$stamp"
 else
   echo "setup: vtg-rl already installed"
+fi
+
+# The docs extra (tests/test_docs.py builds the site): also for a .venv set up before the extra existed.
+if ! "$PY" -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/null; then
+  echo "setup: installing the docs tools (mkdocs, mkdocs-material, mkdocstrings)"
+  "${PIP[@]}" install -q -e '.[docs]'
 fi
 
 # Headless Chromium for the viewer's browser test (tests/test_view.py); Debian's package, not a download.
