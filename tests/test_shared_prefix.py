@@ -268,7 +268,9 @@ def test_generation_samples_the_naive_tokens_with_the_same_seed(trainer, rows):
 def test_switch_off_runs_the_naive_path(tiny_qwen_dir, rows, monkeypatch):
     import dataclasses
 
-    assert {f.name: f.default for f in dataclasses.fields(VideoGRPOConfig)}["shared_prefix"] is True
+    # unset by default, which turns it on for Qwen2.5-VL
+    assert {f.name: f.default for f in dataclasses.fields(VideoGRPOConfig)}["shared_prefix"] is None
+    assert make_trainer(tiny_qwen_dir, rows, shared_prefix=None).args.shared_prefix is True
     trainer = make_trainer(tiny_qwen_dir, rows, shared_prefix=False)
 
     def refuse(*args, **kwargs):

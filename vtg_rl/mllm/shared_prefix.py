@@ -38,6 +38,7 @@ from typing import Optional
 import torch
 
 from vtg_rl.mllm.families import FAMILIES, UnsupportedFamilyFeature, adapter_for
+from vtg_rl.mllm.families.base import unwrap_to
 from vtg_rl.mllm.grpo_video import VideoRows
 
 SUPPORTED_MODEL_TYPES = tuple(t for cls in FAMILIES.values() if cls.capabilities.shared_prefix for t in cls.model_types)
@@ -52,19 +53,7 @@ class SharedPrefixUnsupported(UnsupportedFamilyFeature):
 def vl_core(model):
     """The Qwen-style vision-language core inside ``model`` (``get_rope_index`` + ``visual`` +
     ``language_model``; through DDP / DeepSpeed wrappers and PEFT), or None."""
-    seen = set()
-    while id(model) not in seen:
-        seen.add(id(model))
-        if hasattr(model, "get_rope_index") and hasattr(model, "visual") and hasattr(model, "language_model"):
-            return model
-        for attr in ("module", "base_model", "model"):
-            inner = getattr(model, attr, None)
-            if isinstance(inner, torch.nn.Module) and inner is not model:
-                model = inner
-                break
-        else:
-            break
-    return None
+    return unwrap_to(model, lambda m: all(hasattr(m, a) for a in ("get_rope_index", "visual", "language_model")))
 
 
 def check_supported(model, adapter=None) -> None:

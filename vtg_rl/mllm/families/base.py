@@ -230,19 +230,7 @@ class VideoLLMAdapter:
     @staticmethod
     def core(model):
         """The module holding the vision tower and the language model (through DDP / DeepSpeed / PEFT)."""
-        seen = set()
-        while id(model) not in seen:
-            seen.add(id(model))
-            if hasattr(model, "language_model") and VideoLLMAdapter._tower_of(model) is not None:
-                return model
-            for attr in ("module", "base_model", "model"):
-                inner = getattr(model, attr, None)
-                if isinstance(inner, torch.nn.Module) and inner is not model:
-                    model = inner
-                    break
-            else:
-                break
-        return None
+        return unwrap_to(model, lambda m: hasattr(m, "language_model") and VideoLLMAdapter._tower_of(m) is not None)
 
     @staticmethod
     def _tower_of(module):
@@ -300,6 +288,19 @@ class VideoLLMAdapter:
     def extra_tokens_per_step(self) -> int:
         """Text tokens the family adds per temporal step (timestamp markers, separators)."""
         return 0
+
+
+def unwrap_to(model, wanted):
+    """The first module, going inwards through DDP / DeepSpeed (``module``), PEFT (``base_model``) and the
+    ``model`` attribute of a ``*ForConditionalGeneration``, for which ``wanted(module)`` holds; None if none."""
+    seen = set()
+    while model is not None and id(model) not in seen:
+        seen.add(id(model))
+        if wanted(model):
+            return model
+        model = next((inner for inner in (getattr(model, a, None) for a in ("module", "base_model", "model"))
+                      if isinstance(inner, torch.nn.Module) and inner is not model), None)
+    return None
 
 
 def isclose_all(a, b, tol: float) -> bool:
