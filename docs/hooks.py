@@ -3,6 +3,9 @@
 * ``<!-- record: NAME -->`` in a page becomes the table of the committed result record
   ``docs/results/NAME.json`` (numbers as measured, with command, date, machine, threads and load), so a
   number lives in one place. A missing or malformed record stops the build.
+* Pages that other work adds under docs/ are listed in mkdocs.yml's nav ahead of time (``OPTIONAL_PAGES``);
+  while one of them does not exist its nav entry is left out, so the strict build does not fail on it.
+  Any other nav entry without a file still fails the build.
 * (The API pages' docstrings are turned into Markdown by ``docs/griffe_docstrings.py``.)
 """
 
@@ -14,6 +17,8 @@ from pathlib import Path
 
 RECORD_KEYS = ("benchmark", "title", "command", "date", "machine", "threads", "load", "columns", "rows",
                "target", "verdict")
+OPTIONAL_PAGES = frozenset({"resume.md", "r2_tuning_tasks.md", "inference.md", "demo.md",
+                            "model_families_results.md", "gpu_results.md"})
 _RECORD = re.compile(r"<!--\s*record:\s*([A-Za-z0-9_\-]+)\s*-->")
 
 
@@ -73,3 +78,21 @@ def on_page_markdown(markdown, page, config, files, **kwargs):
 
     return _RECORD.sub(sub, markdown)
 
+
+def _drop_missing_optional(item, docs_dir: Path):
+    if isinstance(item, dict):
+        ((title, value),) = item.items()
+        if isinstance(value, list):
+            kept = [x for x in (_drop_missing_optional(v, docs_dir) for v in value) if x is not None]
+            return {title: kept} if kept else None
+        return None if _drop_missing_optional(value, docs_dir) is None else item
+    if isinstance(item, str) and item in OPTIONAL_PAGES and not (docs_dir / item).is_file():
+        return None
+    return item
+
+
+def on_config(config, **kwargs):
+    if config.get("nav"):
+        docs_dir = Path(config["docs_dir"])
+        config["nav"] = [x for x in (_drop_missing_optional(i, docs_dir) for i in config["nav"]) if x is not None]
+    return config
