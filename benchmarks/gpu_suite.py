@@ -778,8 +778,8 @@ def measure_grpo(model, processor, samples, args, device: Device, budget: Budget
 
 def measure_generate(model, processor, samples, args, device: Device, budget: Budget, share_s: float,
                      batch_size: int) -> dict:
+    from vtg_rl.mllm.dataset import samples_to_rows
     from vtg_rl.mllm.families import adapter_for_model
-    from vtg_rl.mllm.prompts import grounding_messages
     from vtg_rl.mllm.video_source import VideoSampling
 
     deadline = time.perf_counter() + share_s
@@ -788,8 +788,8 @@ def measure_generate(model, processor, samples, args, device: Device, budget: Bu
                              max_pixels=args.frame_side * args.frame_side).for_family(adapter)
     chunk = [samples[i % len(samples)] for i in range(batch_size)]
     t0 = time.perf_counter()
-    # as vtg_rl.mllm.inference.generate_answers builds a batch
-    texts = [adapter.render_prompt(grounding_messages(s), add_generation_prompt=True) for s in chunk]
+    # as vtg_rl.mllm.inference.generate_answers builds a batch (the same grounding messages as the trainers' rows)
+    texts = [adapter.render_prompt(r["prompt"], add_generation_prompt=True) for r in samples_to_rows(chunk)]
     videos = [sampling.load(s.video_path, qid=s.qid) for s in chunk]
     batch = adapter.build_inputs(texts, videos, padding_side="left")
     video_kwargs = adapter.merge_videos(adapter.split_videos(batch, len(videos)))

@@ -40,7 +40,7 @@ from vtg_rl.agents.common import write_json_atomic  # noqa: E402
 from vtg_rl.data.schema import read_jsonl  # noqa: E402
 from vtg_rl.data.synthetic import generate_world  # noqa: E402
 from vtg_rl.mllm.grpo_video import mm_token_type_ids  # noqa: E402
-from vtg_rl.mllm.prompts import grounding_messages  # noqa: E402
+from vtg_rl.prompts import grounding_messages  # noqa: E402
 from vtg_rl.mllm.video_inputs import build_video_inputs, render_prompt  # noqa: E402
 from vtg_rl.mllm.video_source import VideoSampling  # noqa: E402
 from vtg_rl.mllm.vllm_video import VideoLLMProxy, VideoPayload  # noqa: E402

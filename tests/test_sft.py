@@ -61,7 +61,7 @@ def test_prompt_puts_only_fixed_text_after_the_video(tiny_qwen_dir, world_sample
     # the rotary phase between the answer and the video depends on the tokens in between (prompts.py)
     from transformers import AutoProcessor
 
-    from vtg_rl.mllm.prompts import grounding_messages
+    from vtg_rl.prompts import grounding_messages
     from vtg_rl.mllm.video_inputs import render_prompt
 
     processor = AutoProcessor.from_pretrained(tiny_qwen_dir)

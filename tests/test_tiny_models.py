@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from vtg_rl.data.schema import VTGSample
 from vtg_rl.data.video import sample_frames, write_video
-from vtg_rl.mllm.prompts import grounding_messages
+from vtg_rl.prompts import grounding_messages
 from vtg_rl.mllm.video_inputs import VIDEO_BLOCK, build_video_inputs, render_prompt
 
 SAMPLE = VTGSample(qid="q1", vid="v1", duration=8.0, query="when does the red circle appear?",

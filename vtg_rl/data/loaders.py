@@ -75,6 +75,10 @@ FORMATS: dict[str, FormatSpec] = {
 }
 #: formats whose samples carry per-clip labels; the only ones that take ``clip_length=``
 CLIP_LABEL_FORMATS = ("tvsum", "youtube_highlight")
+#: other names the recipes accept for a format
+FORMAT_ALIASES = {"charades_sta": "charades", "ego4d_nlq": "ego4d-nlq"}
+#: the formats of (video, query, span) samples, which the LLM recipes train on (name or alias -> format)
+GROUNDING_FORMATS = {**{name: name for name in FORMATS if name not in CLIP_LABEL_FORMATS}, **FORMAT_ALIASES}
 
 
 def load_samples(

@@ -357,10 +357,10 @@ def preflight_split(samples: Sequence[VTGSample], data, split: str) -> list[VTGS
         name = "train" if split == "train" else data.eval_split
         source, fmt, kw = str(Path(data.synthetic_dir) / f"{name}.jsonl"), "unified", {}
     else:
-        from vtg_rl.mllm.recipe_common import DATASET_FORMATS
+        from vtg_rl.data.loaders import GROUNDING_FORMATS
 
         source = data.dataset_path if split == "train" else data.eval_path
-        fmt, kw = DATASET_FORMATS.get(data.dataset), {"durations": data.durations, "gsub": data.gsub}
+        fmt, kw = GROUNDING_FORMATS.get(data.dataset), {"durations": data.durations, "gsub": data.gsub}
     return preflight_loaded(samples, source, fmt, what=f"{split} split ({source})",
                             on_bad_video=getattr(data, "on_bad_video", "error"), parse_kwargs=kw)
 

@@ -161,7 +161,7 @@ class VLLMEngine:
                                      logit_bias=vision_logit_bias(self.adapter.suppress_token_ids()))
 
     def generate(self, batch: list[VTGSample]) -> list[list[str]]:
-        from vtg_rl.mllm.prompts import grounding_messages
+        from vtg_rl.prompts import grounding_messages
         from vtg_rl.mllm.vllm_video import VideoPayload
 
         rows = []

@@ -17,7 +17,7 @@ import math
 from typing import Callable, Optional
 
 from vtg_rl.data.schema import VTGSample
-from vtg_rl.mllm.prompts import grounding_messages
+from vtg_rl.prompts import grounding_messages
 
 
 def sample_difficulty(sample: VTGSample) -> float:

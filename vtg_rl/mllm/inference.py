@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from vtg_rl.data.schema import VTGSample
 from vtg_rl.mllm.families import adapter_for
-from vtg_rl.mllm.prompts import grounding_messages
+from vtg_rl.prompts import grounding_messages
 from vtg_rl.mllm.video_source import VideoSampling
 from vtg_rl.spans import clamp_spans, is_well_formed, parse_answer, temporal_iou
 

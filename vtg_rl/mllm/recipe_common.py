@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from vtg_rl.data.loaders import GROUNDING_FORMATS
 from vtg_rl.data.schema import VTGSample, atomic_write_text, read_jsonl
 
 logger = logging.getLogger(__name__)
@@ -24,11 +25,8 @@ DEFAULT_WORLD_N = 4000
 DEFAULT_WORLD_SPLITS = (0.8, 0.05, 0.15)
 
 #: dataset names accepted by ``--dataset`` -> loader format names of :mod:`vtg_rl.data.loaders`
-DATASET_FORMATS = {
-    "charades_sta": "charades", "charades": "charades", "charades-jsonl": "charades-jsonl",
-    "qvhighlights": "qvhighlights", "tacos": "tacos", "nextgqa": "nextgqa", "rextime": "rextime",
-    "activitynet": "activitynet", "ego4d-nlq": "ego4d-nlq", "ego4d_nlq": "ego4d-nlq", "unified": "unified",
-}
+#: --dataset values of a real dataset -> loader format
+DATASET_FORMATS = GROUNDING_FORMATS
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 There is no model hub at run time, so the tiny Qwen2.5-VL and the tiny CLIP get their own byte-level BPE,
 trained on the text this project actually produces: the grounding / QA prompts of
-:mod:`vtg_rl.mllm.prompts`, templated synthetic queries, think-then-answer completions and numbers.
+:mod:`vtg_rl.prompts`, templated synthetic queries, think-then-answer completions and numbers.
 
 Design choices:
 - every digit is its own token, so "12.50" is always ``1 2 . 5 0`` and the model can learn numbers digit by
@@ -69,7 +69,7 @@ def _number(rng: random.Random) -> str:
 
 def corpus(seed: int = 0, n: int = 3000) -> Iterator[str]:
     """The training text: our prompts, queries, completions and numbers (deterministic by seed)."""
-    from vtg_rl.mllm.prompts import GROUNDING_INSTRUCTION, QA_INSTRUCTION, format_options
+    from vtg_rl.prompts import GROUNDING_INSTRUCTION, QA_INSTRUCTION, format_options
 
     rng = random.Random(seed)
     yield "You are a helpful assistant."
