@@ -1,4 +1,4 @@
-"""GIRL-DETR: a small DETR grounding head over precomputed clip / token features (DESIGN §5).
+"""GIRL-DETR: a small DETR grounding head over precomputed clip / token features.
 
 Pipeline: project video clips and text tokens to ``hidden_dim``; *cross-modal interaction* (CMI)
 aligns them *before* the encoder (video->text attention with a per-clip gate, text->video, then

@@ -1,4 +1,4 @@
-"""The R2 block of R2-Tuning (DESIGN §5): a light side-adapter over the last K layers of a frozen CLIP.
+"""The R2 block of R2-Tuning: a light side-adapter over the last K layers of a frozen CLIP.
 
 The block walks the CLIP layers from the last one back (coarse to fine). At each layer k it
 

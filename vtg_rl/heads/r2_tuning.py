@@ -1,4 +1,4 @@
-"""R2-Tuning (DESIGN §5): a light side-adapter on the last K layers of a frozen CLIP, for moment retrieval,
+"""R2-Tuning: a light side-adapter on the last K layers of a frozen CLIP, for moment retrieval,
 highlight detection and video summarisation (per-clip saliency; samples without windows train it alone).
 
 :class:`R2Tuning` = :class:`~vtg_rl.heads.r2_block.R2Block` (spatial pooling, recurrent gate, temporal

@@ -1,4 +1,4 @@
-"""TPRL: three-stage progressive RL on a frozen backbone (GIRL-DETR, DESIGN §5), for any grounding head.
+"""TPRL: three-stage progressive RL on a frozen backbone (GIRL-DETR), for any grounding head.
 
 Head protocol (GIRL-DETR and R2-Tuning both follow it, so one loop serves both):
 
