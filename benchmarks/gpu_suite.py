@@ -841,14 +841,19 @@ def measure_generate(model, processor, samples, args, device: Device, budget: Bu
 
 # ---------------------------------------------------------------------------------------------- one model
 MEASUREMENT_WEIGHTS = {"build": 0.4, "sft": 1.0, "grpo": 3.0, "generate": 1.0}
+# a measurement starts only with this much of the budget left (a GRPO warm-up pair of the 8B shapes takes ~30 s)
+MIN_SECONDS = {"sft": 20.0, "grpo": 60.0, "generate": 20.0}
 
 
-def run_model(key: str, args, device: Device, budget: Budget, work: Path, samples: list) -> dict:
+def run_model(key: str, args, device: Device, budget: Budget, work: Path, samples: list,
+              record: Optional[dict] = None, on_update: Callable[[], None] = lambda: None) -> dict:
+    """Build model ``key`` and run the measurements into ``record`` (``on_update()`` after each one)."""
     shape_name = SMOKE_MODELS[key] if args.smoke else key
     shape = shapes_for(shape_name)
     family = shape["family"]
-    record = {"shape_name": shape_name, "family": family, "released_as": shape["released_as"],
-              "text": shape["text"], "vision": shape["vision"], "measurements": {}}
+    record = {} if record is None else record
+    record.update(shape_name=shape_name, family=family, released_as=shape["released_as"], text=shape["text"],
+                  vision=shape["vision"], measurements={})
     measurements = args.measurements.split(",")
     if budget.left() < 30 and not args.smoke:
         for m in measurements:
@@ -884,8 +889,11 @@ def run_model(key: str, args, device: Device, budget: Budget, work: Path, sample
     try:
         for m in measurements:
             share = budget.share(f"{key}/{m}")
-            if budget.left() < (5 if args.smoke else 20):
-                record["measurements"][m] = skipped(f"time budget: {budget.left():.0f} s left")
+            needed = 5.0 if args.smoke else MIN_SECONDS[m]
+            if budget.left() < needed:
+                record["measurements"][m] = skipped(f"time budget: {budget.left():.0f} s left, a start needs "
+                                                    f"{needed:.0f} s")
+                on_update()
                 continue
             fn, size = runners[m]
             print(f"  {m} (time share {share:.0f} s)", flush=True)
@@ -896,6 +904,7 @@ def run_model(key: str, args, device: Device, budget: Budget, work: Path, sample
             record["measurements"][m]["wall_s"] = time.perf_counter() - t0
             if record["measurements"][m]["status"] == "error":
                 print(f"    {m} failed: {record['measurements'][m]['error'][:300]}", flush=True)
+            on_update()
     finally:
         del model
         device.free()
@@ -935,27 +944,50 @@ def main(argv=None) -> int:
     samples = write_videos(work / "videos", n_videos, args.frame_side, args.frames)
     result["videos"] = {"count": n_videos, "frames": args.frames, "side": args.frame_side, "fps": 2.0,
                         "write_s": time.perf_counter() - t0}
+    out = Path(args.out)
+
+    def save(complete: bool = False) -> None:
+        # written after every measurement, so a run cut short still leaves what it measured
+        result["complete"] = complete
+        result["wall_s"] = time.perf_counter() - START
+        result["budget_left_s"] = budget.left()
+        write_json(out, result)
+
     for key in models:
         print(f"model {key}", flush=True)
-        result["models"][key] = run_guarded(lambda key=key: run_model(key, args, device, budget, work, samples),
-                                            device)
-    result["wall_s"] = time.perf_counter() - START
-    result["budget_left_s"] = budget.left()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, allow_nan=False, default=_json_default) + "\n")
-    os.replace(tmp, out)
+        record = result["models"][key] = {}
+        outcome = run_guarded(lambda key=key, record=record: run_model(key, args, device, budget, work, samples,
+                                                                       record, save), device)
+        if outcome.get("status") == "error":  # the model itself failed (e.g. out of memory while building it)
+            record.update(outcome)
+        save()
+    save(complete=True)
     print_summary(result)
     print(f"wrote {out} ({result['wall_s']:.0f} s)")
     return 0
 
 
-def _json_default(x):
+def write_json(out: Path, result: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(_finite(result), indent=2, allow_nan=False, default=_json_default) + "\n")
+    os.replace(tmp, out)
+
+
+def _finite(x):
+    """``x`` with NaN / inf replaced by None (strict JSON)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
     if isinstance(x, float) and not math.isfinite(x):
         return None
+    return x
+
+
+def _json_default(x):
     if hasattr(x, "item"):
-        return x.item()
+        return _finite(x.item())
     return str(x)
 
 

@@ -31,7 +31,8 @@ def positive(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
 
 
-TOP_KEYS = {"suite", "smoke", "started", "device", "versions", "config", "videos", "models", "wall_s", "budget_left_s"}
+TOP_KEYS = {"suite", "smoke", "started", "device", "versions", "config", "videos", "models", "wall_s", "budget_left_s",
+            "complete"}
 TIMED_KEYS = ("step_s", "peak_memory_gb", "model_tflop_per_step", "achieved_tflops", "mfu")
 
 
@@ -47,6 +48,7 @@ def test_smoke_run_measures_everything(tmp_path):
     result = json.loads(out.read_text())
 
     assert TOP_KEYS <= set(result), TOP_KEYS - set(result)
+    assert result["complete"] is True
     assert result["smoke"] is True and result["device"]["type"] == "cpu" and result["device"]["dtype"] == "float32"
     assert positive(result["device"]["peak_bf16_tflops"])
     assert result["versions"]["torch"] == torch.__version__.split("+")[0]
