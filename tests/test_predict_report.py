@@ -7,7 +7,8 @@ import json
 import pytest
 
 from vtg_rl.cli import main as cli_main
-from vtg_rl.predict import Grounder, LLMGrounder, vote_spans
+from vtg_rl.grounders import Grounder, vote_spans
+from vtg_rl.mllm.grounder import LLMGrounder
 from vtg_rl.report import Stage, render_report
 
 
@@ -86,3 +87,25 @@ def test_predict_with_a_trained_girl_detr_head(tiny_clip_dir, synthetic_world, t
     assert all(0 <= s.start <= s.end <= sample.duration + 1e-6 for s in spans)
     assert cli_main(["predict", "--model", str(final), sample.video_path, sample.query, "--top-k", "2"]) == 0
     assert "1." in capsys.readouterr().out
+
+
+def test_a_registered_kind_loads_through_the_front_door(tmp_path):
+    from vtg_rl import grounders
+
+    class Echo:
+        @classmethod
+        def from_pretrained(cls, folder, **kwargs):
+            return (cls, folder, kwargs)
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "head_config.json").write_text(json.dumps({"kind": "echo"}))
+    import sys
+    import types
+
+    sys.modules["echo_grounder_module"] = types.SimpleNamespace(Echo=Echo)
+    try:
+        grounders.register_grounder("echo", "echo_grounder_module:Echo")
+        assert Grounder.from_pretrained(tmp_path / "m", device="cpu") == (Echo, str(tmp_path / "m"), {"device": "cpu"})
+    finally:
+        grounders.GROUNDERS.pop("echo", None)
+        sys.modules.pop("echo_grounder_module", None)

@@ -22,7 +22,7 @@ _EXPORTS = {
     "VTGSample": "vtg_rl.data.schema",
     "load_samples": "vtg_rl.data.loaders",
     "generate_world": "vtg_rl.data.synthetic",
-    "Grounder": "vtg_rl.predict",
+    "Grounder": "vtg_rl.grounders",
     "VideoSFTConfig": "vtg_rl.mllm.sft",
     "VideoSFTTrainer": "vtg_rl.mllm.sft",
     "VideoGRPOConfig": "vtg_rl.mllm.grpo",

@@ -1,100 +1,16 @@
-"""Ground a query in a video with any model vtg-rl trains: ``vtg-rl predict`` and :class:`Grounder`.
+"""``vtg-rl predict``: ground a query in one video with any model vtg-rl trains (see :mod:`vtg_rl.grounders`).
 
-    from vtg_rl.predict import Grounder
-    grounder = Grounder.from_pretrained("runs/demo/grpo/checkpoint-final")
-    print(grounder.predict("video.mp4", "when does the red circle appear?", top_k=3))
-
-``from_pretrained`` recognises the folder: a video-LLM checkpoint (``config.json`` of a
-Qwen2.5-VL-style model, as written by ``recipes/sft.py`` / ``recipes/grpo.py``) or a DETR / R2 head
-checkpoint (``head_config.json``, as written by ``recipes/girl_detr.py``, ``recipes/tprl.py`` and
-``recipes/r2_tuning.py``, which records its frozen CLIP encoder).
+    vtg-rl predict --model runs/demo/grpo/checkpoint-final video.mp4 "when does the red circle appear?"
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
+from vtg_rl.data.video import VideoDecodeError
+from vtg_rl.grounders import Grounder, Span, vote_spans
 
-from vtg_rl.data.schema import VTGSample
-from vtg_rl.data.video import VideoDecodeError, sample_frames
-from vtg_rl.spans import temporal_iou
-
-
-@dataclass
-class Span:
-    start: float
-    end: float
-    score: float
-
-    def as_list(self) -> list[float]:
-        return [round(self.start, 2), round(self.end, 2), round(self.score, 4)]
-
-
-def vote_spans(windows: list[list[float]], top_k: int, merge_iou: float = 0.7) -> list[Span]:
-    """Rank sampled spans by agreement: spans with IoU >= ``merge_iou`` vote together; the first
-    (greedy) span leads its cluster, so the greedy answer wins ties."""
-    clusters: list[tuple[list[float], int]] = []
-    for w in windows:
-        for i, (rep, votes) in enumerate(clusters):
-            if float(temporal_iou(np.array(rep), np.array(w))) >= merge_iou:
-                clusters[i] = (rep, votes + 1)
-                break
-        else:
-            clusters.append((w, 1))
-    total = max(len(windows), 1)
-    order = sorted(range(len(clusters)), key=lambda i: (-clusters[i][1], i))
-    return [Span(clusters[i][0][0], clusters[i][0][1], clusters[i][1] / total) for i in order[:top_k]]
-
-
-class LLMGrounder:
-    """A video LLM checkpoint: greedy answer first, sampled answers vote for the rest of the top-k."""
-
-    def __init__(self, model, processor, sampling=None):
-        from vtg_rl.mllm.video_source import VideoSampling
-
-        self.model, self.processor = model, processor
-        self.sampling = sampling or VideoSampling()
-
-    @classmethod
-    def from_pretrained(cls, path: str, **kwargs) -> "LLMGrounder":
-        from vtg_rl.models.tiny_qwen import load_qwen_vl
-
-        model, processor = load_qwen_vl(path, **kwargs)
-        return cls(model, processor)
-
-    def predict(self, video: str, query: str, top_k: int = 1, samples_per_k: int = 4) -> list[Span]:
-        from vtg_rl.mllm.inference import completion_to_window, generate_answers
-
-        duration = sample_frames(video, fps=self.sampling.fps, max_frames=self.sampling.max_frames).duration
-        sample = VTGSample(qid="query", vid=Path(video).stem, duration=float(duration), query=query,
-                           video_path=str(video))
-        texts = generate_answers(self.model, self.processor, [sample], sampling=self.sampling, progress=False)[0]
-        if top_k > 1:
-            texts += generate_answers(self.model, self.processor, [sample], sampling=self.sampling, do_sample=True,
-                                      num_return_sequences=samples_per_k * top_k, progress=False)[0]
-        windows = [w for w in (completion_to_window(t, duration) for t in texts) if w is not None]
-        return vote_spans(windows, top_k) if windows else []
-
-
-class Grounder:
-    """Front door over every model family; see the module docstring."""
-
-    @staticmethod
-    def from_pretrained(path: str, **kwargs):
-        folder = Path(path)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: no such model folder")
-        if (folder / "head_config.json").is_file():
-            from vtg_rl.heads.grounder import HeadGrounder
-
-            return HeadGrounder.from_pretrained(str(folder), **kwargs)
-        if (folder / "config.json").is_file():
-            return LLMGrounder.from_pretrained(str(folder), **kwargs)
-        raise ValueError(f"{folder}: neither a video-LLM checkpoint (config.json) nor a vtg-rl head "
-                         f"checkpoint (head_config.json)")
+__all__ = ["Grounder", "Span", "vote_spans", "add_arguments", "run"]
 
 
 def add_arguments(parser) -> None:

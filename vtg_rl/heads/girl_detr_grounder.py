@@ -51,7 +51,7 @@ class GirlDetrGrounder:
         from vtg_rl.data.video import sample_frames
         from vtg_rl.heads.feature_dataset import make_dataset
         from vtg_rl.heads.predictions import predict
-        from vtg_rl.predict import Span
+        from vtg_rl.grounders import Span
 
         duration = sample_frames(video, fps=1.0, min_frames=2, max_frames=8).duration
         sample = VTGSample(qid="query", vid=Path(video).stem, duration=float(duration), query=query,

@@ -1,7 +1,8 @@
-"""Raw video + query -> spans for any trained head: dispatches on ``head_config.json``'s ``kind``.
+"""``head_config.json``: what a head folder is and what its grounder needs.
 
-Each head family writes ``head_config.json`` beside its weights (the frozen CLIP it was trained on and how
-clips were sampled), so a ``final/`` folder is all ``vtg-rl predict --model DIR`` needs.
+Each head family writes it beside its weights (its ``kind``, the frozen CLIP it was trained on and how clips
+were sampled), so a ``final/`` folder is all ``vtg-rl predict --model DIR`` needs; :mod:`vtg_rl.grounders`
+maps the kind to the family's grounder.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-HEAD_CONFIG = "head_config.json"
+from vtg_rl.grounders import HEAD_CONFIG
 
 
 def write_head_config(directory: str | os.PathLike, kind: str, **fields) -> Path:
@@ -33,19 +34,3 @@ def read_head_config(folder: str | os.PathLike, kind: str | None = None, written
     if kind is not None and cfg.get("kind") != kind:
         raise ValueError(f"{path}: kind {cfg.get('kind')!r} is not {kind!r}")
     return cfg
-
-
-class HeadGrounder:
-    @staticmethod
-    def from_pretrained(folder: str | os.PathLike, device: str = "cpu", trust_remote_code: bool = False):
-        path = Path(folder) / HEAD_CONFIG
-        kind = read_head_config(folder).get("kind")
-        if kind == "r2_tuning":
-            from vtg_rl.heads.r2_grounder import R2Grounder
-
-            return R2Grounder.from_pretrained(folder, device=device, trust_remote_code=trust_remote_code)
-        if kind == "girl_detr":
-            from vtg_rl.heads.girl_detr_grounder import GirlDetrGrounder
-
-            return GirlDetrGrounder.from_pretrained(folder, device=device, trust_remote_code=trust_remote_code)
-        raise ValueError(f"{path}: unknown head kind {kind!r} (expected 'girl_detr' or 'r2_tuning')")

@@ -70,7 +70,7 @@ class R2Grounder:
 
     def predict(self, video: str | os.PathLike, query: str, top_k: int = 1) -> list:
         """The ``top_k`` best windows as :class:`vtg_rl.predict.Span` (the ``vtg-rl predict`` front door's type)."""
-        from vtg_rl.predict import Span
+        from vtg_rl.grounders import Span
 
         windows = self.ground(video, query)["pred_relevant_windows"][:top_k]
         return [Span(float(s), float(e), float(c)) for s, e, c in windows]
