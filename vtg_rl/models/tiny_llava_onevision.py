@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from vtg_rl.models.tiny_families import TinyFamilySpec, _start_build, save_tiny
+from vtg_rl.models.tiny_spec import TinyFamilySpec, save_tiny, start_build
 
 # Qwen2 chat markup; each content block is rendered where it stands, a payload-free {"type": "video"} block as
 # one <video> (and an image block as one <image>), which the processor expands to the video's feature count.
@@ -75,7 +75,7 @@ def _config(spec: TinyFamilySpec, tokenizer):
 
 def build_tiny_llava_onevision(out_dir, seed: int = 0, **overrides) -> Path:
     """Build, initialise (seeded) and save the tiny LLaVA-OneVision + processor into ``out_dir``; idempotent."""
-    out_dir, spec, marker, built = _start_build("llava_onevision", out_dir, seed, overrides)
+    out_dir, spec, marker, built = start_build("llava_onevision", out_dir, seed, overrides)
     if built:
         return out_dir
     from transformers import LlavaOnevisionForConditionalGeneration
