@@ -22,6 +22,8 @@ Per family it reports:
 * a learning curve: mIoU on the first ``--n-curve`` of those samples at 1/3, 2/3 and 3/3 of the steps (the last
   point is read off the final evaluation, not generated again), its mean (area under the curve) and the first
   point that clears the better baseline + 0.10 on that subset;
+* whether the answers follow the video at all: the correlation of predicted and true window centres, given the
+  duration (``time_reading``; the predictions are kept in ``--work``/FAMILY/eval_predictions.jsonl);
 * SFT seconds per step (training only: the curve evaluations are timed apart and taken out), tokens per training
   sample (non-padding tokens of the collator's batches: prompt with the video tokens + target);
 * one GRPO step (rollout + loss + AdamW, as benchmarks/grpo_step.py: G completions per prompt, beta 0.04, frozen
@@ -52,6 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
@@ -63,7 +66,7 @@ from vtg_rl.mllm.collator import VideoSFTCollator  # noqa: E402
 from vtg_rl.mllm.dataset import samples_to_hf  # noqa: E402
 from vtg_rl.mllm.families import FAMILIES, UnsupportedFamilyFeature, adapter_for_model  # noqa: E402
 from vtg_rl.mllm.grpo import VideoGRPOConfig, VideoGRPOTrainer  # noqa: E402
-from vtg_rl.mllm.inference import generate_answers, score_completions  # noqa: E402
+from vtg_rl.mllm.inference import completion_to_window, generate_answers, score_completions  # noqa: E402
 from vtg_rl.mllm.reasoning import target_for_sample  # noqa: E402
 from vtg_rl.mllm.recipe_common import DEFAULT_WORLD_N, ensure_synthetic_world  # noqa: E402
 from vtg_rl.mllm.sft import VideoSFTConfig, VideoSFTTrainer  # noqa: E402
@@ -170,6 +173,33 @@ class CurveCallback(TrainerCallback):
                         metrics["miou"], metrics["format_rate"], len(self.samples))
 
 
+def time_reading(samples, completions) -> dict:
+    """Do the answers follow the video? Over the well-formed answers: the partial correlation, given the video's
+    duration, of the predicted and the true window centre (seconds). Answers that depend on the duration only (one
+    typical span, or the mean-span baseline) score ~0 whatever their mIoU; 1 is a perfect reading of time."""
+    pred, true, dur = [], [], []
+    for s, text in zip(samples, completions):
+        w = completion_to_window(text, s.duration)
+        if w is not None and s.windows:
+            pred.append((w[0] + w[1]) / 2)
+            true.append((s.windows[0][0] + s.windows[0][1]) / 2)
+            dur.append(s.duration)
+    out = {"answers": len(pred), "center_partial_corr": None, "pred_center_residual_std_s": None}
+    if len(pred) < 5:
+        return out
+    x = np.stack([np.ones(len(dur)), np.asarray(dur)], 1)
+
+    def residual(y):
+        y = np.asarray(y, dtype=np.float64)
+        return y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
+
+    rp, rt = residual(pred), residual(true)
+    out["pred_center_residual_std_s"] = round(float(rp.std()), 4)
+    if rp.std() > 1e-6 and rt.std() > 1e-6:
+        out["center_partial_corr"] = round(float(np.corrcoef(rp, rt)[0, 1]), 4)
+    return out
+
+
 def rounded(d: dict, nd: int = 4) -> dict:
     return {k: round(v, nd) if isinstance(v, float) else v for k, v in d.items()}
 
@@ -259,6 +289,10 @@ def run_family(family: str, args, train, test, curve_samples, floor: float) -> d
     top1 = [c[0] for c in completions]
     after = score_completions(test, top1)
     eval_s = time.time() - t0
+    with open(work / "eval_predictions.jsonl", "w") as fh:
+        for smp, text in zip(test, top1):
+            fh.write(json.dumps({"qid": smp.qid, "duration": smp.duration, "windows": smp.windows,
+                                 "completion": text}) + "\n")
     end_curve = score_completions(curve_samples, top1[: len(curve_samples)])
     points = curve.points + [{"step": args.steps, **rounded(end_curve)}]
     curve_floor = max(baselines(train, curve_samples).values())
@@ -278,6 +312,7 @@ def run_family(family: str, args, train, test, curve_samples, floor: float) -> d
         "better_baseline_miou": round(floor, 4),
         "margin_over_better_baseline": round(after["miou"] - floor, 4),
         "learns_grounding": bool(after["miou"] >= floor + MARGIN),
+        "time_reading": time_reading(test, top1),
         "learning_curve": points,
         "curve_samples": len(curve_samples),
         "curve_better_baseline_miou": round(curve_floor, 4),
