@@ -211,11 +211,28 @@ def resume_args(spec: dict, out: Path) -> list[str]:
     return ["--resume_from_checkpoint", found] if found else []
 
 
+def incomplete_checkpoints(out: Path) -> list[str]:
+    """checkpoint-N folders a kill cut short (no whole trainer_state.json)."""
+    from vtg_rl.mllm.checkpointing import is_complete_checkpoint
+
+    return [p.name for p in out.glob("checkpoint-[0-9]*") if not is_complete_checkpoint(p)]
+
+
+def resumed_label(spec: dict, out: Path) -> str:
+    """Where the next attempt starts: the checkpoint a resume loads, 'scratch', or 'rerun' (agents)."""
+    from vtg_rl.mllm.checkpointing import last_complete_checkpoint
+
+    if spec["kind"] == "agent":
+        return "rerun"
+    found = last_complete_checkpoint(out)
+    return Path(found).name if found else "scratch"
+
+
 def run_faulted(spec: dict, out: Path, record: Path, log: Path, kills: int, rng: random.Random) -> dict:
     """Run to the end, killing at ``kills`` random points and restarting after each."""
     total = spec["steps"] if spec["kind"] == "trainer" else spec["samples"]
     targets = sorted(rng.sample(range(1, total), kills))  # a step / record count per kill, increasing
-    attempts, delivered, resumed_from = [], 0, []
+    attempts, delivered, resumed_from, torn = [], 0, [], 0
     extra: list[str] = []
     while True:
         proc = launch(spec, out, record, log, extra)
@@ -231,14 +248,15 @@ def run_faulted(spec: dict, out: Path, record: Path, log: Path, kills: int, rng:
                 os.kill(proc.pid, signal.SIGKILL)
                 delivered += 1
                 finish(proc)
+                torn += bool(spec["kind"] == "trainer" and incomplete_checkpoints(out))
                 extra = resume_args(spec, out)
-                resumed_from.append(extra[-1] if extra else ("rerun" if spec["kind"] == "agent" else "scratch"))
+                resumed_from.append(resumed_label(spec, out))
                 continue
         rc = finish(proc)
         if rc != 0:
             raise RuntimeError(f"{spec['script']} failed (rc {rc}); see {log}")
         return {"kills": delivered, "attempts": len(attempts), "attempt_pids": attempts,
-                "resumed_from": resumed_from, "kill_targets": targets}
+                "resumed_from": resumed_from, "kill_targets": targets, "kills_during_a_save": torn}
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -328,8 +346,11 @@ def run_job(name: str, spec: dict, work: Path, kills: int, rng: random.Random) -
     ref_wall = time.time() - t0
     t0 = time.time()
     faulted = run_faulted(spec, out, jd / "faulted.record.jsonl", jd / "faulted.log", kills, rng)
-    result = {"job": name, "command": plain_command(spec, "OUT"), "kills": faulted["kills"],
-              "attempts": faulted["attempts"], "resumed_from": [Path(p).name for p in faulted["resumed_from"]],
+    result = {"job": name, "command": plain_command(spec, "OUT"),
+              "run_as": "python -c RECORDER " + spec["script"] + " ... (benchmarks/faults.py: records each trained "
+                        "batch; registers varied_reward)",
+              "kills": faulted["kills"], "kills_during_a_save": faulted["kills_during_a_save"],
+              "attempts": faulted["attempts"], "resumed_from": faulted["resumed_from"],
               "kill_targets": faulted["kill_targets"], "uninterrupted_wall_s": round(ref_wall, 1),
               "faulted_wall_s": round(time.time() - t0, 1)}
     if spec["kind"] == "trainer":
