@@ -34,6 +34,8 @@ def write_views(root: str | Path, stages, heldout: str = "world/test.jsonl") -> 
     flagged = sorted((root / "agents").glob("*.flagged.jsonl")) if (root / "agents").is_dir() else []
     if flagged:
         clean = root / "agents" / flagged[0].name.replace(".flagged.jsonl", ".jsonl")
+        scored = root / "agents" / "with_difficulty.jsonl"  # the same samples, with the difficulty agent's scores
+        clean = scored if scored.is_file() else clean
         if clean.is_file():
             write_view(clean, {}, out=root / FLAGGED_VIEW, flagged=flagged[0],
                        title="reflection agent: reviewed train samples (filter: flagged)")
