@@ -13,8 +13,8 @@ split (mean of ``--random_draws`` seeds). With ``--per_domain`` it also trains o
 Writes ``benchmarks/results/r2_highlight_synthetic.json``: ``summarization_top5_map``,
 ``summarization_top5_map_random``, ``highlight_map``, ``highlight_map_random`` (percent),
 ``summarization_per_domain`` / ``highlight_per_domain`` (``{domain: {"r2", "random", "num_videos"}}``),
-the spread of the random baseline, wall time per stage, threads, the load average before and after,
-and the run's sizes.
+the spread of the random baseline, wall time per stage, the whole run's wall and CPU time (rendering
+workers included), threads, the load average before and after, and the run's sizes.
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ def random_baseline(samples, protocol: str, draws: int) -> dict:
     briefs = [evaluate(random_rows(samples, seed), samples, protocol=protocol)["brief"] for seed in range(draws)]
     return {k: {"mean": round(float(np.mean([b[k] for b in briefs])), 2),
                 "std": round(float(np.std([b[k] for b in briefs])), 2)} for k in briefs[0]}
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (the rendering workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def parse_config(task: str, args, extra: list[str]):
@@ -142,7 +148,8 @@ def main(argv=None) -> int:
             ap.error(f"--tasks: {task!r} is not one of {sorted(CONFIGS)}")
         result.update(run_task(task, args))
     result.update({
-        "wall_seconds": round(time.perf_counter() - t0, 1), "threads": args.threads, "cpus": os.cpu_count(),
+        "wall_seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(cpu_seconds(), 1),
+        "threads": args.threads, "cpus": os.cpu_count(),
         "load_average_before": load_before, "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "random_draws": args.random_draws, "per_domain": args.per_domain, "smoke": args.smoke,
@@ -159,8 +166,8 @@ def main(argv=None) -> int:
               (f"   one model per domain {result[f'{key}_domain_models']:6.2f}" if args.per_domain else ""))
         for d, v in result[f"{task}_per_domain"].items():
             print(f"  {d:<12} R2 {v['r2']:6.2f}   random {v['random']:6.2f}   ({v['num_videos']} videos)")
-    print(f"wall {result['wall_seconds']} s, {args.threads} thread(s), load {load_before} -> "
-          f"{result['load_average_after']}; wrote {RESULT.relative_to(ROOT)}")
+    print(f"wall {result['wall_seconds']} s (CPU {result['cpu_seconds']} s), {args.threads} thread(s), "
+          f"load {load_before} -> {result['load_average_after']}; wrote {RESULT.relative_to(ROOT)}")
     return 0
 
 

@@ -398,3 +398,36 @@ def test_recipe_on_highlight_only_world(tmp_path, tiny_clip_dir):
         load_r2_annotations(R2TuningConfig(output_dir=str(tmp_path / "s"), **dict(common,
                                                                                    synthetic_task="summarization")))
 
+
+
+def test_recipe_reads_the_tvsum_release_layout(tmp_path, tiny_clip_dir):
+    """--dataset tvsum: a lighthouse-style tvsum jsonl and a videos folder (here the synthetic summarisation
+    world's, written in the release's format) train, predict one score per labelled clip, score per
+    category, and --domain keeps one category of both files."""
+    from vtg_rl.data.schema import read_jsonl
+    from vtg_rl.data.synthetic_highlight import generate_task_world
+    from vtg_rl.heads.r2_recipe import build_r2_datasets, load_r2_annotations, run_r2_tuning
+    from vtg_rl.heads.r2_trainer import R2TuningConfig
+    from vtg_rl.metrics import read_submission
+
+    paths = generate_task_world(tmp_path / "world", n=10, seed=2, task="summarization")
+    samples = [s for p in paths.values() for s in read_jsonl(p)]
+    for name, part in (("tvsum_train.jsonl", samples[:7]), ("tvsum_val.jsonl", samples[7:])):
+        (tmp_path / name).write_text("".join(json.dumps({"qid": s.qid, "query": s.query, "duration": s.duration,
+                                                         "vid": s.vid, "domain": s.meta["domain"],
+                                                         "label": s.clip_labels}) + "\n" for s in part))
+    common = dict(dataset="tvsum", train_file=str(tmp_path / "tvsum_train.jsonl"),
+                  eval_file=str(tmp_path / "tvsum_val.jsonl"), video_dir=str(tmp_path / "world" / "videos"),
+                  clip_model=str(tiny_clip_dir), clip_len=2.0, frames_per_clip=1,
+                  feature_root=str(tmp_path / "features"), per_device_train_batch_size=4, disable_tqdm=True,
+                  report_to=[], eval_strategy="no", save_strategy="no")
+    cfg = R2TuningConfig(output_dir=str(tmp_path / "run"), max_steps=2, **common)
+    datasets = build_r2_datasets(cfg)
+    assert all(s.task == "summarization" and s.video_path for s in datasets[0].samples + datasets[1].samples)
+    metrics = run_r2_tuning(cfg, datasets)  # the default protocol becomes tvsum for this split
+    assert set(metrics["eval"]) == {s.meta["domain"] for s in samples[7:]} | {"mAP"}
+    rows = read_submission(tmp_path / "run" / "predictions_eval.jsonl")
+    assert [len(r["pred_saliency_scores"]) for r in rows] == [len(s.clip_labels) for s in samples[7:]]
+    one = next(s.meta["domain"] for s in samples[7:] if s.meta["domain"] in {t.meta["domain"] for t in samples[:7]})
+    train, evals = load_r2_annotations(R2TuningConfig(output_dir=str(tmp_path / "d"), domain=one, **common))
+    assert {s.qid for s in train + evals} == {s.qid for s in samples if s.meta["domain"] == one}

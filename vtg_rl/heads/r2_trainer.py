@@ -18,9 +18,9 @@ from typing import Optional
 import numpy as np
 import torch
 
+from vtg_rl.data.schema import CLIP_LABEL_TASKS, TASK_HIGHLIGHT, TASK_SUMMARIZATION
 from vtg_rl.heads.head_trainer import HeadTrainer, HeadTrainingConfig, TPRLArguments, TPRLTrainer
 from vtg_rl.heads.predictions import score_predictions, to_qvh_clips
-from vtg_rl.data.schema import CLIP_LABEL_TASKS, TASK_HIGHLIGHT, TASK_SUMMARIZATION
 from vtg_rl.heads.r2_features import collate_r2, pool_to_label_clips
 from vtg_rl.heads.r2_tuning import R2ModelConfig, R2Tuning
 from vtg_rl.heads.tprl import TPRLConfig
