@@ -26,11 +26,15 @@ MODELS=$OUT/models
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OMP_WAIT_POLICY=PASSIVE
 mkdir -p "$OUT"
 T0=$(date +%s)
-# stage times: one "name<TAB>seconds<TAB>ran|reused" line per stage and run (the report shows the last measured one)
+# stage times: one "name<TAB>seconds<TAB>ran|reused<TAB>load average" line per stage and run (the report shows
+# the last measured one): the machine may be shared, and a wall time means little without the load it ran under
 TIMES=$OUT/stage_times.tsv
 CUR="" CUR_T0=0 CUR_STATE=ran
 close_stage() {
-  if [ -n "$CUR" ]; then printf '%s\t%s\t%s\n' "$CUR" $(( $(date +%s) - CUR_T0 )) "$CUR_STATE" >> "$TIMES"; fi
+  if [ -n "$CUR" ]; then
+    printf '%s\t%s\t%s\t%s\n' "$CUR" $(( $(date +%s) - CUR_T0 )) "$CUR_STATE" \
+      "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo -)" >> "$TIMES"
+  fi
   CUR=""
 }
 stage() { close_stage; CUR="$1"; CUR_T0=$(date +%s); CUR_STATE=ran; echo; echo "=== demo [$(( CUR_T0 - T0 ))s] $1: $2"; }

@@ -47,7 +47,7 @@ def run(tmp_path):
     (tmp_path / "agents").mkdir()
     _jsonl(tmp_path / "agents/cleaned.jsonl", [_sample(i, [6.0, 18.0], "train") for i in range(3)])
     _jsonl(tmp_path / "agents/cleaned.flagged.jsonl", [_sample(9, [6.0, 18.0], "train")])
-    (tmp_path / "stage_times.tsv").write_text("world\t60\tran\nsft\t700\tran\nsft\t0\treused\ngrpo\t0\treused\n")
+    (tmp_path / "stage_times.tsv").write_text("world\t60\tran\nsft\t700\tran\t3.10 2.50 2.00\nsft\t0\treused\t1.00 1.00 1.00\ngrpo\t0\treused\n")
     stages = [Stage("SFT", "sft/metrics.json", plots=["sft/curves.png"], submission="sft/sub.jsonl", view_name="SFT"),
               Stage("GRPO", "grpo/metrics.json", submission="grpo/sub.jsonl", previous="SFT", view_name="GRPO"),
               Stage("head", "head/metrics.json", submission="head/sub.jsonl", previous="GRPO")]
@@ -106,7 +106,8 @@ def test_report_opens_with_baselines_and_says_gains(run):
     assert "| head | - | - | - | - | - | no predictions (head/sub.jsonl) |" in text
     assert "| SFT | 0.750 | - |" in text and "not run (grpo/metrics.json missing)" in text
     # stage times: the last run that did the work; reused-only stages say so
-    assert "| sft | 11m40s |" in text and "| grpo | reused (no measured run) |" in text
+    assert "| sft | 11m40s | 3.10 2.50 2.00 |" in text and "| grpo | reused (no measured run) | - |" in text
+    assert "| world | 1m00s | - |" in text and "| total | 12m40s | |" in text
 
 
 def test_report_without_a_world_keeps_the_plain_table(tmp_path):

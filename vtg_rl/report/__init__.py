@@ -154,34 +154,40 @@ def verdicts(g: dict, stages: list[Stage]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- stage times
-def stage_times(root: Path) -> list[tuple[str, Optional[int]]]:
-    """(stage, seconds of its last run that did the work, or None if it was only ever reused) from the
-    ``stage_times.tsv`` scripts/demo.sh appends to, in first-seen order."""
+def stage_times(root: Path) -> list[tuple[str, Optional[int], str]]:
+    """(stage, seconds of its last run that did the work or None if it was only ever reused, the load
+    average when it ended) from the ``stage_times.tsv`` scripts/demo.sh appends to, in first-seen order."""
     path = root / "stage_times.tsv"
     if not path.is_file():
         return []
-    times: dict[str, Optional[int]] = {}
+    times: dict[str, tuple[Optional[int], str]] = {}
     for line in path.read_text().splitlines():
         parts = line.split("\t")
-        if len(parts) != 3 or not parts[1].isdigit():
+        if len(parts) not in (3, 4) or not parts[1].isdigit():
             continue
-        name, secs, state = parts
+        name, secs, state = parts[:3]
+        load = parts[3] if len(parts) == 4 else "-"
         if state == "ran":
-            times[name] = int(secs)
+            times[name] = (int(secs), load)
         else:
-            times.setdefault(name, None)
-    return list(times.items())
+            times.setdefault(name, (None, "-"))
+    return [(name, secs, load) for name, (secs, load) in times.items()]
 
 
-def render_times(times: list[tuple[str, Optional[int]]]) -> list[str]:
+def _mins(secs: int) -> str:
+    return f"{secs // 60}m{secs % 60:02d}s"
+
+
+def render_times(times: list[tuple[str, Optional[int], str]]) -> list[str]:
     if not times:
         return []
-    lines = ["## Stage times", "", "Wall time of the last run of each stage that did its work (scripts/demo.sh).",
-             "", "| stage | wall time |", "|---|---|"]
-    for name, secs in times:
-        lines.append(f"| {name} | {'reused (no measured run)' if secs is None else f'{secs // 60}m{secs % 60:02d}s'} |")
-    total = sum(s for _, s in times if s is not None)
-    lines += [f"| total | {total // 60}m{total % 60:02d}s |", ""]
+    lines = ["## Stage times", "", "Wall time of the last run of each stage that did its work (scripts/demo.sh), "
+             "and the machine's load average (1, 5, 15 min) when it ended: on a shared machine the times grow with it.",
+             "", "| stage | wall time | load average at its end |", "|---|---|---|"]
+    for name, secs, load in times:
+        lines.append(f"| {name} | {'reused (no measured run)' if secs is None else _mins(secs)} | {load} |")
+    total = sum(s for _, s, _ in times if s is not None)
+    lines += [f"| total | {_mins(total)} | |", ""]
     return lines
 
 
