@@ -6,7 +6,7 @@ against a random-score baseline on the same held-out split.
 
 For each task it trains one R2-Tuning adapter on all domains (the query names the category / target),
 scores the test split with the task's protocol (``tvsum``: top-5 mAP, ``youtube_highlight``: mAP; both the
-mean over domains, :mod:`vtg_rl.metrics_summarization`), and scores random per-clip saliency on the same
+mean over domains, :mod:`vtg_rl.metrics.summarization`), and scores random per-clip saliency on the same
 split (mean of ``--random_draws`` seeds). With ``--per_domain`` it also trains one adapter per domain
 (the papers' protocol), each with the same number of steps.
 

@@ -12,8 +12,8 @@ import pytest
 
 from vtg_rl.data.schema import VTGSample, write_jsonl
 from vtg_rl.metrics import (SubmissionError, evaluate, load_ground_truth, read_submission, write_submission)
-from vtg_rl.metrics_hl import highlight_ap
-from vtg_rl.metrics_mr import average_precision, pairwise_ious
+from vtg_rl.metrics.highlights import highlight_ap
+from vtg_rl.metrics.moment_retrieval import average_precision, pairwise_ious
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 THRESHOLDS = ("0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95")
@@ -394,8 +394,8 @@ def test_docstring_examples_hold():
     import doctest
 
     import vtg_rl.metrics
-    import vtg_rl.metrics_qa
+    import vtg_rl.metrics.grounded_qa
 
-    for module in (vtg_rl.metrics, vtg_rl.metrics_qa):
+    for module in (vtg_rl.metrics, vtg_rl.metrics.grounded_qa):
         result = doctest.testmod(module)
         assert result.attempted >= 1 and result.failed == 0, module.__name__

@@ -12,7 +12,7 @@ import pytest
 from vtg_rl.cli import main
 from vtg_rl.data.schema import VTGSample
 from vtg_rl.metrics import SubmissionError, evaluate
-from vtg_rl.metrics_summarization import ranked_list_ap, tvsum_video_ap, youtube_video_ap
+from vtg_rl.metrics.summarization import ranked_list_ap, tvsum_video_ap, youtube_video_ap
 
 DATA = Path(__file__).parent / "fixtures" / "data"
 

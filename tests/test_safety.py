@@ -247,7 +247,7 @@ def test_charades_txt_with_a_non_utf8_line(tmp_path):
 
 def test_read_jsonl_and_eval_pred_name_the_non_utf8_line(tmp_path):
     from vtg_rl.data.schema import read_jsonl
-    from vtg_rl.metrics_io import SubmissionError, read_submission
+    from vtg_rl.metrics.submission import SubmissionError, read_submission
 
     data = write_with_bad_byte(tmp_path / "d.jsonl")
     with pytest.raises(ValueError, match=rf"{data}:2: not UTF-8 text \(byte 0xe9"):

@@ -35,7 +35,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from vtg_rl.metrics_qa import normalise_choice
+from vtg_rl.metrics.grounded_qa import normalise_choice
 from vtg_rl.spans import ANSWER_BLOCK, is_well_formed, parse_answer, parse_choice, temporal_iou
 
 RewardFunc = Callable[..., list]

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from vtg_rl.data.schema import VTGSample, read_jsonl
-from vtg_rl.metrics_io import read_submission
+from vtg_rl.metrics.submission import read_submission
 from vtg_rl.spans import temporal_iou
 
 #: a difference smaller than this many standard errors is reported as within noise

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from vtg_rl.data.schema import VTGSample, current_umask, read_jsonl
-from vtg_rl.metrics_io import read_submission
+from vtg_rl.metrics.submission import read_submission
 
 log = logging.getLogger(__name__)
 

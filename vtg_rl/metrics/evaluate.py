@@ -1,23 +1,4 @@
-"""Evaluation front: one :func:`evaluate` for moment retrieval, highlight detection and grounded QA.
-
-Predictions are QVHighlights submission rows (one JSON object per line)::
-
-    {"qid": 7803, "pred_relevant_windows": [[s, e, score], ...],   # listed by decreasing score
-     "pred_saliency_scores": [..., one per 2 s clip],              # optional (highlights)
-     "pred_answer": "B"}                                          # grounded QA only
-
-Ground truth is the unified schema (:func:`vtg_rl.data.schema.read_jsonl`) or a raw
-QVHighlights-style jsonl (``relevant_windows``, integer ``qid``); qids are compared as strings.
-The numbers equal the QVHighlights reference protocol (moment_detr's ``standalone_eval``) to
-the second decimal: see :mod:`vtg_rl.metrics_mr` and :mod:`vtg_rl.metrics_hl` for the rules.
-Highlight-only benchmarks (``tvsum``, ``youtube_highlight``) are scored by
-:mod:`vtg_rl.metrics_summarization` from ``pred_saliency_scores`` alone (one score per labelled clip).
-
->>> gt = [{"qid": 1, "duration": 150, "relevant_windows": [[10, 20]]}]
->>> pred = [{"qid": 1, "pred_relevant_windows": [[10, 20, 0.9], [50, 60, 0.1]]}]
->>> evaluate(pred, gt, protocol="charades")["brief"]["R1@0.7"]
-100.0
-"""
+"""The evaluation front: :func:`evaluate` scores a submission under a benchmark's protocol."""
 
 from __future__ import annotations
 
@@ -30,12 +11,11 @@ import numpy as np
 
 from vtg_rl.data.loaders import load_samples
 from vtg_rl.data.schema import VTGSample
-from vtg_rl.metrics_io import (SubmissionError, as_samples, load_ground_truth, read_submission,  # noqa: F401
-                               write_submission)
-from vtg_rl.metrics_hl import highlight_metrics
-from vtg_rl.metrics_mr import MAX_MAP_WINDOWS, moment_retrieval_splits, threshold_key
-from vtg_rl.metrics_qa import grounded_qa_metrics, normalise_choice
-from vtg_rl.metrics_summarization import CLIP_LABEL_PROTOCOLS, clip_label_metrics
+from vtg_rl.metrics.submission import SubmissionError, as_samples, load_ground_truth, read_submission
+from vtg_rl.metrics.highlights import highlight_metrics
+from vtg_rl.metrics.moment_retrieval import MAX_MAP_WINDOWS, moment_retrieval_splits, threshold_key
+from vtg_rl.metrics.grounded_qa import grounded_qa_metrics, normalise_choice
+from vtg_rl.metrics.summarization import CLIP_LABEL_PROTOCOLS, clip_label_metrics
 
 PROTOCOLS = ("qvhighlights", "charades", "tacos", "gqa", "ego4d-nlq", "activitynet", "tvsum", "youtube_highlight")
 #: moment-retrieval protocols other than qvhighlights: their brief keys, (recall rank, tIoU) pairs
@@ -263,7 +243,7 @@ def evaluate(predictions: PredictionsLike, ground_truth: GroundTruthLike, protoc
             keys), "charades" / "tacos" (R1@0.3/0.5/0.7, R5@..., mIoU), "activitynet"
             (R1@0.3/0.5/0.7, mIoU), "ego4d-nlq" (R1/R5 @0.3/0.5, mIoU), "gqa" (grounded QA),
             "tvsum" (top-5 mAP per domain) / "youtube_highlight" (mAP per domain): see
-            :mod:`vtg_rl.metrics_summarization`. For ego4d-nlq / activitynet / tvsum /
+            :mod:`vtg_rl.metrics.summarization`. For ego4d-nlq / activitynet / tvsum /
             youtube_highlight the ground-truth path may also be the raw release file (read with
             :func:`vtg_rl.data.loaders.load_samples`, policy strict).
         allow_missing: score ground-truth queries without a prediction as 0 instead of failing.

@@ -51,8 +51,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from vtg_rl.data.schema import TASK_HIGHLIGHT, TASK_SUMMARIZATION, VTGSample
-from vtg_rl.metrics_io import SubmissionError
-from vtg_rl.metrics_mr import pct
+from vtg_rl.metrics.submission import SubmissionError
+from vtg_rl.metrics.moment_retrieval import pct
 
 TVSUM_TOP_K = 5
 TVSUM_DOMAINS = ("BK", "BT", "DS", "FM", "GA", "MS", "PK", "PR", "VT", "VU")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vtg_rl.metrics_mr import pct
+from vtg_rl.metrics.moment_retrieval import pct
 
 #: (name, minimum score of a positive clip)
 SALIENCY_LEVELS = (("Fair", 2), ("Good", 3), ("VeryGood", 4))

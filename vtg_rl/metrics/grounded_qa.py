@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from vtg_rl.metrics_mr import best_gt_iou, pairwise_ious, pct
+from vtg_rl.metrics.moment_retrieval import best_gt_iou, pairwise_ious, pct
 
 GQA_IOU_THRESHOLDS = (0.3, 0.5)
 
