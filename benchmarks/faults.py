@@ -201,7 +201,7 @@ def plain_command(spec: dict, out: str) -> str:
 
 
 def resume_args(spec: dict, out: Path) -> list[str]:
-    from vtg_rl.mllm.checkpointing import last_complete_checkpoint
+    from vtg_rl.training.checkpoints import last_complete_checkpoint
 
     if spec["kind"] == "agent":
         return []
@@ -213,14 +213,14 @@ def resume_args(spec: dict, out: Path) -> list[str]:
 
 def incomplete_checkpoints(out: Path) -> list[str]:
     """checkpoint-N folders a kill cut short (no whole trainer_state.json)."""
-    from vtg_rl.mllm.checkpointing import is_complete_checkpoint
+    from vtg_rl.training.checkpoints import is_complete_checkpoint
 
     return [p.name for p in out.glob("checkpoint-[0-9]*") if not is_complete_checkpoint(p)]
 
 
 def resumed_label(spec: dict, out: Path) -> str:
     """Where the next attempt starts: the checkpoint a resume loads, 'scratch', or 'rerun' (agents)."""
-    from vtg_rl.mllm.checkpointing import last_complete_checkpoint
+    from vtg_rl.training.checkpoints import last_complete_checkpoint
 
     if spec["kind"] == "agent":
         return "rerun"

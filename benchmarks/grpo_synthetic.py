@@ -38,7 +38,8 @@ from vtg_rl.data.schema import read_jsonl  # noqa: E402
 from vtg_rl.mllm.grpo import VideoGRPOConfig  # noqa: E402
 from vtg_rl.mllm.grpo_recipe import GRPOScriptArguments, run_grpo  # noqa: E402
 from vtg_rl.mllm.inference import completion_to_window, generate_answers  # noqa: E402
-from vtg_rl.mllm.recipe_common import ensure_model, ensure_synthetic_world  # noqa: E402
+from vtg_rl.mllm.recipe_common import ensure_model  # noqa: E402
+from vtg_rl.training.world import ensure_synthetic_world  # noqa: E402
 from vtg_rl.mllm.sft import VideoSFTConfig  # noqa: E402
 from vtg_rl.mllm.sft_recipe import SFTScriptArguments, run_sft  # noqa: E402
 from vtg_rl.spans import temporal_iou  # noqa: E402

@@ -68,7 +68,7 @@ from vtg_rl.mllm.families import FAMILIES, UnsupportedFamilyFeature, adapter_for
 from vtg_rl.mllm.grpo import VideoGRPOConfig, VideoGRPOTrainer  # noqa: E402
 from vtg_rl.mllm.inference import completion_to_window, generate_answers, score_completions  # noqa: E402
 from vtg_rl.mllm.reasoning import target_for_sample  # noqa: E402
-from vtg_rl.mllm.recipe_common import DEFAULT_WORLD_N, ensure_synthetic_world  # noqa: E402
+from vtg_rl.training.world import DEFAULT_WORLD_N, ensure_synthetic_world  # noqa: E402
 from vtg_rl.mllm.sft import VideoSFTConfig, VideoSFTTrainer  # noqa: E402
 from vtg_rl.models.tiny_families import TINY_FAMILIES, build_tiny  # noqa: E402
 from vtg_rl.models.tiny_qwen import load_qwen_vl  # noqa: E402

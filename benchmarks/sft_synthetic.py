@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from trl import ModelConfig  # noqa: E402
 
-from vtg_rl.mllm.recipe_common import ensure_synthetic_world, load_split, parse_recipe_args  # noqa: E402
+from vtg_rl.training.world import ensure_synthetic_world  # noqa: E402
+from vtg_rl.mllm.recipe_common import load_split  # noqa: E402
+from vtg_rl.training.config import parse_recipe_args  # noqa: E402
 from vtg_rl.mllm.sft import VideoSFTConfig  # noqa: E402
 from vtg_rl.mllm.sft_recipe import SFTScriptArguments, run_sft  # noqa: E402
 from vtg_rl.spans import temporal_iou  # noqa: E402

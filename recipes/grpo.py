@@ -16,7 +16,7 @@ from trl import ModelConfig
 
 from vtg_rl.mllm.grpo import VideoGRPOConfig
 from vtg_rl.mllm.grpo_recipe import GRPOScriptArguments, MissingCheckpointError, run_grpo
-from vtg_rl.mllm.recipe_common import parse_recipe_args
+from vtg_rl.training.config import parse_recipe_args
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -19,7 +19,7 @@ import logging
 
 from vtg_rl.heads.r2_recipe import run_r2_tuning
 from vtg_rl.heads.r2_trainer import R2TuningConfig
-from vtg_rl.mllm.recipe_common import parse_recipe_args
+from vtg_rl.training.config import parse_recipe_args
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -10,7 +10,7 @@ import logging
 
 from trl import ModelConfig
 
-from vtg_rl.mllm.recipe_common import parse_recipe_args
+from vtg_rl.training.config import parse_recipe_args
 from vtg_rl.mllm.sft import VideoSFTConfig
 from vtg_rl.mllm.sft_recipe import SFTScriptArguments, run_sft
 

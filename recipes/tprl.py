@@ -12,7 +12,7 @@ import logging
 
 from vtg_rl.heads.head_recipe import run_tprl
 from vtg_rl.heads.head_trainer import TPRLTrainingConfig
-from vtg_rl.mllm.recipe_common import parse_recipe_args
+from vtg_rl.training.config import parse_recipe_args
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

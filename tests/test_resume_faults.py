@@ -160,7 +160,7 @@ def test_loading_a_checkpoint_restores_the_trained_weights(tiny_qwen_dir, sft_ch
 
 
 def test_a_checkpoint_that_does_not_match_is_an_error_naming_it(tiny_qwen_dir, sft_checkpoint, tmp_path):
-    from vtg_rl.mllm.checkpointing import CheckpointLoadError
+    from vtg_rl.training.checkpoints import CheckpointLoadError
 
     checkpoint, _, ds = sft_checkpoint
     broken = tmp_path / "checkpoint-2"
@@ -179,7 +179,7 @@ def test_a_checkpoint_that_does_not_match_is_an_error_naming_it(tiny_qwen_dir, s
 
 
 def test_an_incomplete_checkpoint_is_refused_and_skipped(tiny_qwen_dir, sft_checkpoint, tmp_path):
-    from vtg_rl.mllm.checkpointing import CheckpointLoadError, last_complete_checkpoint
+    from vtg_rl.training.checkpoints import CheckpointLoadError, last_complete_checkpoint
 
     checkpoint, _, ds = sft_checkpoint
     out = tmp_path / "run"
@@ -201,7 +201,7 @@ def test_a_lora_checkpoint_restores_the_adapter_and_checks_its_keys(tiny_qwen_di
     and an adapter tensor that matches nothing is an error too."""
     from peft import LoraConfig
 
-    from vtg_rl.mllm.checkpointing import CheckpointLoadError
+    from vtg_rl.training.checkpoints import CheckpointLoadError
 
     _, _, ds = sft_checkpoint
     lora = dict(peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
@@ -242,7 +242,7 @@ def test_grpo_sampler_order_depends_on_the_epoch_not_on_the_history():
     replayed epoch 0's order. With set_epoch the order of epoch k is the uninterrupted run's."""
     from trl.trainer.utils import RepeatSampler
 
-    from vtg_rl.mllm.checkpointing import make_epoch_seeded
+    from vtg_rl.training.resume import make_epoch_seeded
 
     def sampler():
         return make_epoch_seeded(RepeatSampler(list(range(12)), mini_repeat_count=2, batch_size=3, seed=7))

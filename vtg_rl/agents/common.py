@@ -119,8 +119,6 @@ class ModelGenerator:
         """The model's own vision-tower tokens for each (unmasked) ``SampledVideo``: ``(features (T', L, D),
         starts (T',), ends (T',))`` with one step per temporal patch and L merged spatial tokens (the
         tokens the language model sees), in seconds of the video."""
-        import torch
-
         from vtg_rl.agents.verification import step_intervals
 
         if not videos:

@@ -25,8 +25,9 @@ from vtg_rl.heads.losses import DetrGroundingLoss, LossWeights
 from vtg_rl.heads.matcher import HungarianMatcher, MatcherWeights
 from vtg_rl.heads.predictions import headline, predict, score_predictions
 from vtg_rl.heads.tprl import backbone_snapshot, changed_backbone_tensors, freeze_backbone
-from vtg_rl.mllm.checkpointing import last_complete_checkpoint
-from vtg_rl.mllm.recipe_common import ensure_synthetic_world, plot_curves, write_json
+from vtg_rl.training.checkpoints import last_complete_checkpoint
+from vtg_rl.training.world import ensure_synthetic_world
+from vtg_rl.training.artifacts import plot_curves, write_json
 
 logger = logging.getLogger(__name__)
 DEFAULT_TINY_CLIP_DIR = "runs/models/tiny_clip"

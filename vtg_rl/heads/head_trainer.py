@@ -19,7 +19,7 @@ from transformers import Trainer, TrainingArguments
 from vtg_rl.heads.losses import DetrGroundingLoss
 from vtg_rl.heads.predictions import predict
 from vtg_rl.heads.tprl import TPRLConfig, tprl_loss
-from vtg_rl.mllm.checkpointing import ExactResumeMixin
+from vtg_rl.training.resume import ExactResumeMixin
 
 
 @dataclass
@@ -123,7 +123,7 @@ class TPRLTrainingConfig(TPRLArguments, HeadTrainingConfig):
 
 class HeadTrainer(ExactResumeMixin, Trainer):
     """Evaluation = decode windows and score them; extra loss parts are averaged into each log line.
-    Resume is exact (:class:`~vtg_rl.mllm.checkpointing.ExactResumeMixin`): a checkpoint whose tensors
+    Resume is exact (:class:`~vtg_rl.training.resume.ExactResumeMixin`): a checkpoint whose tensors
     do not match the head's is an error, and only checkpoints whose save finished are resumed from."""
 
     def __init__(self, *args, top_k_windows: int = 10, eval_protocol: str = "qvhighlights", **kwargs):

@@ -31,7 +31,8 @@ from vtg_rl.heads.r2_trainer import (R2TPRLTrainer, R2TuningConfig, R2TuningTrai
                                      filter_domains, predict_rows)
 from vtg_rl.heads.r2_tuning import R2Tuning, save_r2
 from vtg_rl.heads.tprl import backbone_snapshot, changed_backbone_tensors, freeze_backbone
-from vtg_rl.mllm.recipe_common import DEFAULT_WORLD_SPLITS, plot_curves, write_json
+from vtg_rl.training.world import DEFAULT_WORLD_SPLITS
+from vtg_rl.training.artifacts import plot_curves, write_json
 
 logger = logging.getLogger(__name__)
 CURVE_KEYS = ["loss", "loss/cls", "loss/l1", "loss/giou", "loss/saliency", "loss/video_contrastive",

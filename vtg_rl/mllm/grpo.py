@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from trl import GRPOTrainer
 
-from vtg_rl.mllm.checkpointing import ExactResumeMixin
+from vtg_rl.training.resume import ExactResumeMixin
 from vtg_rl.mllm.curriculum import CurriculumMasker
 from vtg_rl.mllm.difficulty_filter import uniform_groups
 from vtg_rl.mllm.grpo_config import VideoGRPOConfig

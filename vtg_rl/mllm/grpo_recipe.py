@@ -19,7 +19,8 @@ from vtg_rl.mllm.dataset import samples_to_hf
 from vtg_rl.mllm.difficulty_filter import filter_by_difficulty, reweight_by_difficulty
 from vtg_rl.mllm.grpo import VideoGRPOConfig, VideoGRPOTrainer
 from vtg_rl.mllm.inference import evaluate_model
-from vtg_rl.mllm.recipe_common import DataArguments, load_split, plot_curves, write_json
+from vtg_rl.mllm.recipe_common import DataArguments, load_split
+from vtg_rl.training.artifacts import plot_curves, write_json
 
 logger = logging.getLogger(__name__)
 

@@ -1,30 +1,24 @@
-"""What the LLM recipes (``recipes/sft.py``, ``recipes/grpo.py``) share: where the data and the model
-come from, and the plots. The recipes stay thin; this is the logic behind them."""
+"""What the LLM recipes (``recipes/sft.py``, ``recipes/grpo.py``) share: where the data and the model come
+from. The recipes stay thin; this is the logic behind them. What every recipe (LLM or head) shares lives in
+:mod:`vtg_rl.training`."""
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import random
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from vtg_rl.data.loaders import GROUNDING_FORMATS
-from vtg_rl.data.schema import VTGSample, atomic_write_text, read_jsonl
+from vtg_rl.data.schema import VTGSample, read_jsonl
+from vtg_rl.training.world import DEFAULT_WORLD_DIR, DEFAULT_WORLD_N, ensure_synthetic_world
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_WORLD_DIR = "runs/data/synthetic"
 DEFAULT_TINY_QWEN_DIR = "runs/models/tiny_qwen"
-#: the default world: 600 held-out test samples (evaluate on >= 500; 100 give +-0.035 mIoU)
-DEFAULT_WORLD_N = 4000
-DEFAULT_WORLD_SPLITS = (0.8, 0.05, 0.15)
 
-#: dataset names accepted by ``--dataset`` -> loader format names of :mod:`vtg_rl.data.loaders`
 #: --dataset values of a real dataset -> loader format
 DATASET_FORMATS = GROUNDING_FORMATS
 
@@ -52,20 +46,6 @@ class DataArguments:
         "help": "open every video before training (cached; vtg_rl/data/probe.py); false skips the check"})
     on_bad_video: str = field(default="error", metadata={
         "help": "rows whose video is unusable or not of the stated duration: 'error' refuses to start, 'skip' drops"})
-
-
-def ensure_synthetic_world(out_dir: str, n: int, seed: int, partial_rate: float = 0.0) -> dict[str, Path]:
-    """Generate the synthetic world into ``out_dir`` unless it is already there."""
-    out = Path(out_dir)
-    splits = {name: out / f"{name}.jsonl" for name in ("train", "val", "test")}
-    if all(p.is_file() for p in splits.values()):
-        return splits
-    from vtg_rl.data.synthetic import generate_world
-
-    logger.info("generating the synthetic world (%d samples) into %s", n, out)
-    paths = generate_world(out, n=n, seed=seed, partial_rate=partial_rate, split_fractions=DEFAULT_WORLD_SPLITS,
-                           progress=True)
-    return {k: Path(v) for k, v in paths.items()}
 
 
 def load_split(data: DataArguments, split: str) -> list[VTGSample]:
@@ -113,59 +93,3 @@ def ensure_model(model_name_or_path: str, seed: int = 0) -> str:
     return model_name_or_path
 
 
-def default_config_argv(argv: list[str], default_config: str) -> list[str]:
-    """open-r1 style: the recipe's defaults live in YAML. Without ``--config`` use ``default_config``."""
-    if "--config" in argv or any(a.startswith("--config=") for a in argv):
-        return argv
-    return ["--config", default_config, *argv]
-
-
-def parse_recipe_args(dataclass_types, default_config: str):
-    """``TrlParser`` over ``dataclass_types`` with the recipe's YAML as default config."""
-    from trl import TrlParser
-
-    sys.argv = [sys.argv[0], *default_config_argv(sys.argv[1:], default_config)]
-    return TrlParser(dataclass_types).parse_args_and_config()
-
-
-def plot_curves(log_history: list[dict], keys: list[str], out_png: str | os.PathLike, title: str = "") -> Optional[str]:
-    """Plot the Trainer's ``log_history`` series named by ``keys`` (those that exist) against the step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    series = {k: [(h["step"], h[k]) for h in log_history if k in h and "step" in h] for k in keys}
-    series = {k: v for k, v in series.items() if v}
-    if not series:
-        return None
-    fig, axes = plt.subplots(len(series), 1, figsize=(7, 2.4 * len(series)), squeeze=False)
-    for ax, (k, pts) in zip(axes[:, 0], series.items()):
-        xs, ys = zip(*pts)
-        ax.plot(xs, ys, lw=1.2)
-        ax.set_ylabel(k)
-        ax.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("step")
-    if title:
-        axes[0, 0].set_title(title)
-    fig.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return str(out_png)
-
-
-def finite_json(obj):
-    """``obj`` with every non-finite float replaced by None (JSON has no NaN; a metric of an empty split is
-    reported as null, never as a bare ``NaN`` that strict readers reject)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite_json(v) for v in obj]
-    return obj
-
-
-def write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_text(path, json.dumps(finite_json(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig, SFTTrainer
 
-from vtg_rl.mllm.checkpointing import ExactResumeMixin
+from vtg_rl.training.resume import ExactResumeMixin
 from vtg_rl.mllm.collator import VideoSFTCollator
 from vtg_rl.mllm.pacing import DifficultyPacedSampler, dataset_difficulties
 from vtg_rl.mllm.video_source import VideoTrainingArguments

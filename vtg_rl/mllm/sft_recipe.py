@@ -21,7 +21,8 @@ from vtg_rl.mllm.dataset import samples_to_hf
 from vtg_rl.mllm.collator import VideoSFTCollator
 from vtg_rl.mllm.inference import evaluate_model
 from vtg_rl.mllm.reasoning import TraceBank, target_for_sample
-from vtg_rl.mllm.recipe_common import DataArguments, ensure_model, load_split, plot_curves, write_json
+from vtg_rl.mllm.recipe_common import DataArguments, ensure_model, load_split
+from vtg_rl.training.artifacts import plot_curves, write_json
 from vtg_rl.mllm.sft import VideoSFTConfig, VideoSFTTrainer
 
 logger = logging.getLogger(__name__)
