@@ -67,6 +67,7 @@ from vtg_rl.agents.common import (AgentConfig, Generator, NothingProcessedError,
 from vtg_rl.agents.runner import ResumableRunner, output_lock, partial_path_for
 from vtg_rl.agents.verification import pixel_features, span_appearance_scores
 from vtg_rl.data.schema import VTGSample, atomic_write_text, iter_dicts, write_jsonl
+from vtg_rl.data.video import frames_overlapping
 from vtg_rl.spans import cross_temporal_iou
 
 logger = logging.getLogger(__name__)
@@ -119,19 +120,8 @@ def annotated_frame_mask(timestamps, windows, margin: float = 0.0, temporal_patc
     """Boolean per frame: True where the frame must be hidden. Frame i is shown during
     ``[t_i, t_{i+1})``; it is hidden when that interval overlaps a window widened by ``margin``, and a
     temporal patch is hidden as a whole when any of its frames is (no half-visible video token)."""
-    ts = np.asarray(timestamps, dtype=np.float64)
-    n = len(ts)
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    step = float(np.median(np.diff(ts))) if n > 1 else 1.0
-    ends = np.append(ts[1:], ts[-1] + step)
-    hide = np.zeros(n, dtype=bool)
-    for s, e in windows:
-        hide |= (ends > float(s) - margin) & (ts < float(e) + margin)
-    p = int(temporal_patch_size)
-    for first in range(0, n, p):
-        hide[first:first + p] = hide[first:first + p].any()
-    return hide
+    widened = [(float(s) - margin, float(e) + margin) for s, e in windows]
+    return frames_overlapping(timestamps, widened, temporal_patch_size)
 
 
 def mask_annotated(video, windows, margin: float = 0.0, fill: str = "video_mean", temporal_patch_size: int = 2):

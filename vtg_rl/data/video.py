@@ -209,6 +209,33 @@ def sample_frames(path, fps: float = 2.0, min_frames: int = 4, max_frames: int =
     return SampledVideo(frames=frames, timestamps=timestamps, metadata=metadata, path=str(path))
 
 
+def frames_overlapping(timestamps, windows, temporal_patch_size: int = 1) -> np.ndarray:
+    """Boolean per frame: whether the time the frame is on screen overlaps any ``(start, end)`` window.
+
+    Frame i is shown during ``[t_i, t_{i+1})`` (the last one for the median frame interval); with
+    ``temporal_patch_size`` p, a patch of p consecutive frames counts as a whole when any of its frames does
+    (a model's video token never half-covers a window).
+
+    >>> frames_overlapping([0.0, 0.5, 1.0, 1.5], [(0.6, 0.9)]).tolist()
+    [False, True, False, False]
+    >>> frames_overlapping([0.0, 0.5, 1.0, 1.5], [(0.6, 0.9)], temporal_patch_size=2).tolist()
+    [True, True, False, False]
+    """
+    ts = np.asarray(timestamps, dtype=np.float64)
+    n = len(ts)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    step = float(np.median(np.diff(ts))) if n > 1 else 1.0
+    ends = np.append(ts[1:], ts[-1] + step)
+    hit = np.zeros(n, dtype=bool)
+    for lo, hi in windows:
+        hit |= (ends > float(lo)) & (ts < float(hi))
+    p = max(int(temporal_patch_size), 1)
+    for first in range(0, n, p):
+        hit[first:first + p] = hit[first:first + p].any()
+    return hit
+
+
 class FrameCache:
     """Disk cache of :func:`sample_frames` results, one ``.npz`` (no pickle) per (file, sampling params).
 

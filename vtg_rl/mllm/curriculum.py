@@ -28,6 +28,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from vtg_rl.data.video import frames_overlapping
+
 
 @dataclass
 class CurriculumConfig:
@@ -96,19 +98,7 @@ class CurriculumMasker:
     def visible_frames(self, timestamps: np.ndarray, window: tuple[float, float]) -> np.ndarray:
         """Boolean per frame: whole temporal patches are visible when any of their frames' time intervals
         ``[t_i, t_{i+1})`` overlaps the window (so the annotated span itself is never blanked)."""
-        ts = np.asarray(timestamps, dtype=np.float64)
-        n = len(ts)
-        if n == 0:
-            return np.zeros(0, dtype=bool)
-        step = float(np.median(np.diff(ts))) if n > 1 else 1.0
-        ends = np.append(ts[1:], ts[-1] + step)
-        lo, hi = window
-        frame_visible = (ends > lo) & (ts < hi)
-        p = self.config.temporal_patch_size
-        visible = np.zeros(n, dtype=bool)
-        for first in range(0, n, p):
-            visible[first:first + p] = frame_visible[first:first + p].any()
-        return visible
+        return frames_overlapping(timestamps, [window], self.config.temporal_patch_size)
 
     def blank_value(self, frames: np.ndarray) -> np.ndarray:
         if self.config.fill == "grey":
