@@ -18,8 +18,7 @@ from pathlib import Path
 from vtg_rl.mllm.dataset import samples_to_hf
 from vtg_rl.mllm.difficulty_filter import filter_by_difficulty, reweight_by_difficulty
 from vtg_rl.mllm.grpo import VideoGRPOConfig, VideoGRPOTrainer
-from vtg_rl.mllm.inference import evaluate_model
-from vtg_rl.mllm.recipe_common import DataArguments, load_split
+from vtg_rl.mllm.recipe_common import DataArguments, evaluate_and_record, load_split
 from vtg_rl.training.artifacts import plot_curves, write_json
 
 logger = logging.getLogger(__name__)
@@ -111,11 +110,8 @@ def run_grpo(script_args: GRPOScriptArguments, training_args: VideoGRPOConfig, m
     result = {"start_model": model_args.model_name_or_path, "data": data_report, "eval_samples": len(eval_samples),
               "curriculum": training_args.curriculum, "reward_funcs": list(training_args.reward_funcs)}
     if eval_samples and script_args.eval_before and not training_args.resume_from_checkpoint:
-        result["before"] = evaluate_model(model, processor, eval_samples, sampling=sampling,
-                                          batch_size=script_args.eval_batch_size,
-                                          submission_path=str(out / "eval_before_submission.jsonl"))
-        write_json(out / "eval_before.json", result["before"])
-        logger.info("before GRPO: %s", result["before"])
+        result["before"] = evaluate_and_record(model, processor, eval_samples, sampling, script_args.eval_batch_size,
+                                               out, "before", "GRPO")
 
     trainer = VideoGRPOTrainer(model=model, reward_funcs=rewards, args=training_args, train_dataset=train_ds,
                                processing_class=processor, peft_config=peft_config)
@@ -133,10 +129,7 @@ def run_grpo(script_args: GRPOScriptArguments, training_args: VideoGRPOConfig, m
     write_json(out / "log_history.json", trainer.state.log_history)
 
     if eval_samples:
-        result["after"] = evaluate_model(trainer.model, processor, eval_samples, sampling=sampling,
-                                         batch_size=script_args.eval_batch_size,
-                                         submission_path=str(out / "eval_after_submission.jsonl"))
-        write_json(out / "eval_after.json", result["after"])
-        logger.info("after GRPO: %s", result["after"])
+        result["after"] = evaluate_and_record(trainer.model, processor, eval_samples, sampling,
+                                              script_args.eval_batch_size, out, "after", "GRPO")
     write_json(out / "metrics.json", result)
     return result

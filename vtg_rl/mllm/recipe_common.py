@@ -13,6 +13,7 @@ from typing import Optional
 
 from vtg_rl.data.loaders import GROUNDING_FORMATS
 from vtg_rl.data.schema import VTGSample, read_jsonl
+from vtg_rl.training.artifacts import write_json
 from vtg_rl.training.world import DEFAULT_WORLD_DIR, DEFAULT_WORLD_N, ensure_synthetic_world
 
 logger = logging.getLogger(__name__)
@@ -93,3 +94,16 @@ def ensure_model(model_name_or_path: str, seed: int = 0) -> str:
     return model_name_or_path
 
 
+
+
+def evaluate_and_record(model, processor, samples: list[VTGSample], sampling, batch_size: int, out: Path,
+                        when: str, stage: str) -> dict:
+    """Greedy held-out eval of ``model``; writes ``out/eval_{when}.json`` and the submission
+    ``out/eval_{when}_submission.jsonl`` (scored as is by ``vtg-rl eval``). ``when``: "before" / "after"."""
+    from vtg_rl.mllm.inference import evaluate_model
+
+    metrics = evaluate_model(model, processor, samples, sampling=sampling, batch_size=batch_size,
+                             submission_path=str(out / f"eval_{when}_submission.jsonl"))
+    write_json(out / f"eval_{when}.json", metrics)
+    logger.info("%s %s: %s", when, stage, metrics)
+    return metrics

@@ -19,9 +19,8 @@ import torch
 
 from vtg_rl.mllm.dataset import samples_to_hf
 from vtg_rl.mllm.collator import VideoSFTCollator
-from vtg_rl.mllm.inference import evaluate_model
 from vtg_rl.mllm.reasoning import TraceBank, target_for_sample
-from vtg_rl.mllm.recipe_common import DataArguments, ensure_model, load_split
+from vtg_rl.mllm.recipe_common import DataArguments, ensure_model, evaluate_and_record, load_split
 from vtg_rl.training.artifacts import plot_curves, write_json
 from vtg_rl.mllm.sft import VideoSFTConfig, VideoSFTTrainer
 
@@ -79,11 +78,8 @@ def run_sft(script_args: SFTScriptArguments, training_args: VideoSFTConfig, mode
         result["before"] = json.loads(before_file.read_text())
         logger.info("before SFT (reused %s): %s", before_file, result["before"])
     elif eval_samples and script_args.eval_before and not training_args.resume_from_checkpoint:
-        result["before"] = evaluate_model(model, processor, eval_samples, sampling=sampling,
-                                          batch_size=script_args.eval_batch_size,
-                                          submission_path=str(out / "eval_before_submission.jsonl"))
-        write_json(before_file, result["before"])
-        logger.info("before SFT: %s", result["before"])
+        result["before"] = evaluate_and_record(model, processor, eval_samples, sampling, script_args.eval_batch_size,
+                                               out, "before", "SFT")
 
     collator = VideoSFTCollator(processor, sampling=training_args.video_sampling(),
                                 max_completion_tokens=training_args.max_completion_tokens,
@@ -101,10 +97,7 @@ def run_sft(script_args: SFTScriptArguments, training_args: VideoSFTConfig, mode
                 out / "training_curves.png", title="cold-start SFT")
 
     if eval_samples:
-        result["after"] = evaluate_model(trainer.model, processor, eval_samples, sampling=sampling,
-                                         batch_size=script_args.eval_batch_size,
-                                         submission_path=str(out / "eval_after_submission.jsonl"))
-        write_json(out / "eval_after.json", result["after"])
-        logger.info("after SFT: %s", result["after"])
+        result["after"] = evaluate_and_record(trainer.model, processor, eval_samples, sampling,
+                                              script_args.eval_batch_size, out, "after", "SFT")
     write_json(out / "metrics.json", result)
     return result
