@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -31,11 +31,10 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass
-class GirlDetrConfig:
-    """Architecture of a GIRL-DETR head (defaults: the paper's sizes)."""
+class GirlDetrArchitecture:
+    """The sizes and switches of a GIRL-DETR head (defaults: the paper's); the training config inherits them,
+    so a flag such as ``--num_queries`` means the same in the model and the recipe."""
 
-    video_dim: int = 512
-    text_dim: int = 512
     hidden_dim: int = 256
     num_queries: int = 10
     num_heads: int = 8
@@ -45,9 +44,21 @@ class GirlDetrConfig:
     ffn_dim: int = 1024
     dropout: float = 0.1
     input_dropout: float = 0.1
-    use_cmi: bool = True
-    use_tgg: bool = True
+    use_cmi: bool = field(default=True, metadata={"help": "cross-modal interaction before the encoder"})
+    use_tgg: bool = field(default=True, metadata={"help": "text-guided gating of the decoder queries"})
     use_clip_gate: bool = True
+
+    def architecture(self) -> dict:
+        """The architecture fields of this object (of a training config too)."""
+        return {f.name: getattr(self, f.name) for f in fields(GirlDetrArchitecture)}
+
+
+@dataclass
+class GirlDetrConfig(GirlDetrArchitecture):
+    """A GIRL-DETR head: its architecture and the sizes of the features it reads."""
+
+    video_dim: int = 512
+    text_dim: int = 512
 
     def __post_init__(self):
         if self.hidden_dim % self.num_heads or self.hidden_dim % 2:

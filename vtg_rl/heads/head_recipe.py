@@ -125,8 +125,7 @@ def run_girl_detr(cfg: GirlDetrTrainingConfig, datasets: Optional[tuple] = None)
     """Train GIRL-DETR with supervision; returns the metrics written to ``output_dir/metrics.json``."""
     set_seed(cfg.seed)
     train_ds, eval_ds = datasets or build_datasets(cfg)
-    arch = {f.name: getattr(cfg, f.name) for f in fields(GirlDetrConfig) if f.name not in ("video_dim", "text_dim")}
-    model_cfg = GirlDetrConfig(video_dim=train_ds.video_dim, text_dim=train_ds.text_dim, **arch)
+    model_cfg = GirlDetrConfig(video_dim=train_ds.video_dim, text_dim=train_ds.text_dim, **cfg.architecture())
     model = GirlDetr(model_cfg)
     criterion = DetrGroundingLoss(_sub(cfg, LossWeights, "loss_"), HungarianMatcher(_sub(cfg, MatcherWeights)))
     trainer = GirlDetrTrainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,

@@ -16,6 +16,7 @@ from typing import Optional
 
 from transformers import Trainer, TrainingArguments
 
+from vtg_rl.heads.girl_detr import GirlDetrArchitecture
 from vtg_rl.heads.losses import DetrGroundingLoss
 from vtg_rl.heads.predictions import predict
 from vtg_rl.heads.tprl import TPRLConfig, tprl_loss
@@ -56,21 +57,9 @@ class HeadTrainingConfig(TrainingArguments):
 
 
 @dataclass
-class GirlDetrTrainingConfig(HeadTrainingConfig):
-    """Supervised GIRL-DETR: architecture, matcher costs and loss weights."""
+class GirlDetrTrainingConfig(GirlDetrArchitecture, HeadTrainingConfig):
+    """Supervised GIRL-DETR: the architecture (:class:`GirlDetrArchitecture`), matcher costs and loss weights."""
 
-    hidden_dim: int = 256
-    num_queries: int = 10
-    num_heads: int = 8
-    num_cmi_layers: int = 1
-    num_encoder_layers: int = 3
-    num_decoder_layers: int = 3
-    ffn_dim: int = 1024
-    dropout: float = 0.1
-    input_dropout: float = 0.1
-    use_cmi: bool = field(default=True, metadata={"help": "cross-modal interaction before the encoder"})
-    use_tgg: bool = field(default=True, metadata={"help": "text-guided gating of the decoder queries"})
-    use_clip_gate: bool = True
     cost_class: float = 4.0
     cost_l1: float = 10.0
     cost_giou: float = 1.0
