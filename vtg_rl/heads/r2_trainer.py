@@ -22,32 +22,20 @@ from vtg_rl.data.schema import CLIP_LABEL_TASKS, TASK_HIGHLIGHT, TASK_SUMMARIZAT
 from vtg_rl.heads.head_trainer import HeadTrainer, HeadTrainingConfig, TPRLArguments, TPRLTrainer
 from vtg_rl.heads.predictions import score_predictions, to_qvh_clips
 from vtg_rl.heads.r2_features import collate_r2, pool_to_label_clips
-from vtg_rl.heads.r2_tuning import R2ModelConfig, R2Tuning
+from vtg_rl.heads.r2_tuning import R2Architecture, R2ModelConfig, R2Tuning
 from vtg_rl.heads.tprl import TPRLConfig
 
 
 @dataclass
-class R2TuningConfig(TPRLArguments, HeadTrainingConfig):
+class R2TuningConfig(R2Architecture, TPRLArguments, HeadTrainingConfig):
     """R2-Tuning's knobs on top of the heads' shared ones. Defaults: the tiny-CLIP / synthetic recipe."""
 
     output_dir: str = field(default="runs/r2_tuning")
     clip_len: float = field(default=1.0, metadata={"help": "seconds per feature clip (one pooled frame set each)"})
     video_dir: Optional[str] = field(default=None, metadata={"help": "folder of <vid>.mp4 for real datasets "
                                                                        "(features are extracted from the videos)"})
-    num_clip_layers: int = field(default=4, metadata={"help": "last K layers of both CLIP towers (paper: 4)"})
-    hidden_size: int = field(default=16, metadata={"help": "R2 block width D (paper: 256 on ViT-B/32)"})
-    num_heads: int = field(default=4)
-    num_levels: int = field(default=4, metadata={"help": "conv pyramid levels (strides 1, 2, 4, ...)"})
+    hidden_size: int = field(default=16, metadata={"help": "R2 block width D (16 for the tiny CLIP; paper: 256)"})
     r2_dropout: float = field(default=0.1)
-    temperature: float = field(default=0.07, metadata={"help": "contrastive temperature"})
-    nms_threshold: float = field(default=0.7, metadata={"help": "drop a moment whose IoU with a better one exceeds this"})
-    w_cls: float = 1.0
-    w_l1: float = 1.0
-    w_giou: float = 1.0
-    w_iou: float = 0.5
-    w_saliency: float = 1.0
-    w_video_contrastive: float = 0.1
-    w_layer_contrastive: float = 0.1
     max_trainable_fraction: float = field(default=0.05, metadata={"help": "refuse a model that trains more of the "
                                                                           "whole system (CLIP included)"})
     # clip-label tasks (highlight-only, summarisation)
@@ -64,12 +52,8 @@ class R2TuningConfig(TPRLArguments, HeadTrainingConfig):
     tprl_learning_rate: float = field(default=1e-4)
 
     def model_config(self, vision_dim: int, text_dim: int) -> R2ModelConfig:
-        return R2ModelConfig(vision_dim=vision_dim, text_dim=text_dim, hidden_size=self.hidden_size,
-                             num_clip_layers=self.num_clip_layers, num_heads=self.num_heads, dropout=self.r2_dropout,
-                             num_levels=self.num_levels, temperature=self.temperature,
-                             nms_threshold=self.nms_threshold, max_moments=self.top_k_windows, w_cls=self.w_cls,
-                             w_l1=self.w_l1, w_giou=self.w_giou, w_iou=self.w_iou, w_saliency=self.w_saliency,
-                             w_video_contrastive=self.w_video_contrastive, w_layer_contrastive=self.w_layer_contrastive)
+        return R2ModelConfig(vision_dim=vision_dim, text_dim=text_dim, dropout=self.r2_dropout,
+                             max_moments=self.top_k_windows, **self.r2_architecture())
 
     def tprl_config(self) -> TPRLConfig:
         return TPRLConfig(**{f.name: getattr(self, f"tprl_{f.name}") for f in fields(TPRLConfig)})

@@ -17,7 +17,7 @@ ignores the mask still never picks them). :meth:`head_parameters` are the moment
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
@@ -38,19 +38,16 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass
-class R2ModelConfig:
-    """Architecture and loss weights; saved as ``r2_config.json`` next to the weights."""
+class R2Architecture:
+    """R2-Tuning's sizes and loss weights; the training config inherits them, so a flag means the same in the
+    model and the recipe."""
 
-    vision_dim: int = 64
-    text_dim: int = 64
-    hidden_size: int = 32
-    num_clip_layers: int = 4
+    hidden_size: int = field(default=32, metadata={"help": "R2 block width D (paper: 256 on ViT-B/32)"})
+    num_clip_layers: int = field(default=4, metadata={"help": "last K layers of both CLIP towers (paper: 4)"})
     num_heads: int = 4
-    dropout: float = 0.1
-    num_levels: int = 4
-    temperature: float = 0.07
-    nms_threshold: float = 0.7
-    max_moments: int = 10
+    num_levels: int = field(default=4, metadata={"help": "conv pyramid levels (strides 1, 2, 4, ...)"})
+    temperature: float = field(default=0.07, metadata={"help": "contrastive temperature"})
+    nms_threshold: float = field(default=0.7, metadata={"help": "drop a moment whose IoU with a better one exceeds this"})
     w_cls: float = 1.0
     w_l1: float = 1.0
     w_giou: float = 1.0
@@ -58,6 +55,21 @@ class R2ModelConfig:
     w_saliency: float = 1.0
     w_video_contrastive: float = 0.1
     w_layer_contrastive: float = 0.1
+
+    def r2_architecture(self) -> dict:
+        """The architecture fields of this object (of a training config too)."""
+        return {f.name: getattr(self, f.name) for f in fields(R2Architecture)}
+
+
+@dataclass
+class R2ModelConfig(R2Architecture):
+    """A whole R2-Tuning model: the architecture, the CLIP widths it reads, dropout and the moments it keeps;
+    saved as ``r2_config.json`` next to the weights."""
+
+    vision_dim: int = 64
+    text_dim: int = 64
+    dropout: float = 0.1
+    max_moments: int = 10
 
     def to_json_string(self) -> str:  # TensorBoard's callback logs ``model.config`` through this
         return json.dumps(asdict(self), indent=2, allow_nan=False)
