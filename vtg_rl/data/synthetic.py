@@ -167,6 +167,22 @@ def _count_lines(stream, bar) -> None:
     stream.close()
 
 
+def render_videos(jobs: list[dict], workers: Optional[int], progress: bool) -> None:
+    """Render the videos of ``jobs`` (one dict per video), on ``workers`` processes (default: up to 2)."""
+    workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
+    _render_all(jobs, workers, progress)
+
+
+def write_splits(samples: list[VTGSample], sizes: dict[str, int], out_dir: Path) -> dict[str, Path]:
+    """Write consecutive runs of ``samples`` as ``out_dir/{train,val,test}.jsonl`` (``sizes`` per split)."""
+    paths, start = {}, 0
+    for split in SPLITS:
+        paths[split] = out_dir / f"{split}.jsonl"
+        write_jsonl(samples[start:start + sizes[split]], paths[split])
+        start += sizes[split]
+    return paths
+
+
 def generate_world(out_dir: str | os.PathLike, n: int, seed: int, partial_rate: float = 0.0,
                    qa: bool = False, hard_rate: float = DEFAULT_HARD_RATE, fps: int = DEFAULT_FPS,
                    split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS, workers: Optional[int] = None,
@@ -209,14 +225,8 @@ def generate_world(out_dir: str | os.PathLike, n: int, seed: int, partial_rate: 
         samples.append(make_sample(plan, seed, qa, path))
         jobs.append({"render": plan["meta"]["render"], "duration": plan["duration"],
                      "noise_seed": [seed, plan["index"], 1], "path": str(path), "codec": codec})
-    workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
-    _render_all(jobs, workers, progress)
-
-    paths, start = {}, 0
-    for split in SPLITS:
-        paths[split] = out_dir / f"{split}.jsonl"
-        write_jsonl(samples[start:start + sizes[split]], paths[split])
-        start += sizes[split]
+    render_videos(jobs, workers, progress)
+    paths = write_splits(samples, sizes, out_dir)
     summary = {
         "params": params, "splits": sizes,
         "hard_fraction": round(sum(s.meta["hard"] for s in samples) / n, 4),

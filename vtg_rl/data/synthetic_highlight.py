@@ -37,10 +37,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from vtg_rl.data.schema import (TASK_GROUNDING, TASK_HIGHLIGHT, TASK_SUMMARIZATION, VTGSample, atomic_write_text,
-                                write_jsonl)
-from vtg_rl.data.synthetic import (DEFAULT_FPS, DEFAULT_SPLIT_FRACTIONS, SPLITS, _render_all, generate_world,
-                                   split_sizes)
+from vtg_rl.data.schema import TASK_GROUNDING, TASK_HIGHLIGHT, TASK_SUMMARIZATION, VTGSample, atomic_write_text
+from vtg_rl.data.synthetic import (DEFAULT_FPS, DEFAULT_SPLIT_FRACTIONS, SPLITS, generate_world, render_videos,
+                                   split_sizes, write_splits)
 from vtg_rl.data.synthetic_plan import FRAME_SIZE, NEAR_COLOURS, QUADRANT_CENTRES, SHAPES, TARGET_COLOURS, _grid
 from vtg_rl.data.synthetic_render import pick_codec
 
@@ -323,14 +322,8 @@ def generate_task_world(out_dir: str | os.PathLike, n: int, seed: int, task: str
         samples.append(make_task_sample(task, plan, seed, path))
         jobs.append({"render": plan["meta"]["render"], "duration": plan["duration"], "noise_seed": [seed, i, 11],
                      "path": str(path), "codec": codec})
-    workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
-    _render_all(jobs, workers, progress)
-
-    paths, start = {}, 0
-    for split in SPLITS:
-        paths[split] = out_dir / f"{split}.jsonl"
-        write_jsonl(samples[start:start + sizes[split]], paths[split])
-        start += sizes[split]
+    render_videos(jobs, workers, progress)
+    paths = write_splits(samples, sizes, out_dir)
     domains: dict[str, int] = {}
     for s in samples:
         domains[s.meta["domain"]] = domains.get(s.meta["domain"], 0) + 1

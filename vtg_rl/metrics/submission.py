@@ -21,11 +21,12 @@ class SubmissionError(ValueError):
     """A prediction (or ground-truth) row that cannot be scored; the message names the qid."""
 
 
-def read_submission(path: str | os.PathLike) -> list[dict]:
-    """Read a submission jsonl (rows as written; qids are not converted). Errors name file and line."""
+def read_submission(path: str | os.PathLike, what: str = "prediction") -> list[dict]:
+    """Read a submission jsonl (rows as written; qids are not converted), or any jsonl of rows that carry a
+    ``qid`` (``what`` names them in errors: "flagged" for an agent's flagged file). Errors name file and line."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such prediction file")
+        raise FileNotFoundError(f"{path}: no such {what} file")
     from vtg_rl.data.schema import NotUtf8Error, iter_lines
 
     rows = []
@@ -39,7 +40,7 @@ def read_submission(path: str | os.PathLike) -> list[dict]:
         except json.JSONDecodeError as err:
             raise SubmissionError(f"{path}:{lineno}: not valid JSON: {err}") from err
         if not isinstance(row, dict) or "qid" not in row:
-            raise SubmissionError(f"{path}:{lineno}: a prediction row must be an object with a 'qid'")
+            raise SubmissionError(f"{path}:{lineno}: a {what} row must be an object with a 'qid'")
         rows.append(row)
     return rows
 

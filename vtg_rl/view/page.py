@@ -115,22 +115,7 @@ def _extra_meta(meta: Mapping) -> dict[str, Any]:
 
 def read_flagged(path: str | os.PathLike) -> dict[str, dict]:
     """``{qid: row}`` of a ``*.flagged.jsonl`` file (any jsonl whose rows carry a ``qid``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such flagged file")
-    rows: dict[str, dict] = {}
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON: {err}") from err
-            if not isinstance(row, dict) or "qid" not in row:
-                raise ValueError(f"{path}:{lineno}: a flagged row must be an object with a 'qid'")
-            rows[str(row["qid"])] = row
-    return rows
+    return {str(row["qid"]): row for row in read_submission(path, what="flagged")}
 
 
 def _sample_from_flagged(row: dict, flagged_path: Path) -> Optional[VTGSample]:
