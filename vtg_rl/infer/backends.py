@@ -1,6 +1,6 @@
 """The model kinds ``vtg-rl infer`` runs, each exactly as its recipe's held-out evaluation does.
 
-* ``llm`` (a video-LLM folder with ``config.json``): the grounding prompt, greedy decoding and submission rows
+* ``video_llm`` (a video-LLM folder with ``config.json``): the grounding prompt, greedy decoding and submission rows
   of :func:`vtg_rl.mllm.inference.evaluate_model` (``generate_answers`` + ``submission_rows``), with
   transformers or, with ``--vllm``, vLLM;
 * ``girl_detr`` / ``r2_tuning`` (a head folder with ``head_config.json``): CLIP features of each batch are
@@ -20,7 +20,9 @@ from typing import Optional
 
 from vtg_rl.data.schema import VTGSample
 
-LLM, GIRL_DETR, R2_TUNING = "llm", "girl_detr", "r2_tuning"
+from vtg_rl.grounders import VIDEO_LLM as LLM
+
+GIRL_DETR, R2_TUNING = "girl_detr", "r2_tuning"
 
 
 def resolve_model(path: Path) -> Path:
@@ -39,24 +41,16 @@ def resolve_model(path: Path) -> Path:
 
 
 def model_kind(folder: Path) -> str:
-    """``llm``, ``girl_detr`` or ``r2_tuning`` (what :meth:`vtg_rl.predict.Grounder.from_pretrained` loads)."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such model folder")
-    if (folder / "head_config.json").is_file():
-        from vtg_rl.heads.grounder import read_head_config
+    """``video_llm``, ``girl_detr`` or ``r2_tuning``: the kind :func:`vtg_rl.grounders.folder_kind` reads."""
+    from vtg_rl.grounders import HEAD_CONFIG, folder_kind
 
-        kind = read_head_config(folder).get("kind")
-        if kind not in (GIRL_DETR, R2_TUNING):
-            raise ValueError(f"{folder / 'head_config.json'}: unknown head kind {kind!r} "
-                             f"(expected {GIRL_DETR!r} or {R2_TUNING!r})")
-        return kind
-    if (folder / "config.json").is_file():
-        return LLM
-    if (folder / "girl_detr_config.json").is_file():
-        raise ValueError(f"{folder}: a GIRL-DETR head trained on precomputed release features (no head_config.json) "
+    if folder.is_dir() and (folder / "girl_detr_config.json").is_file() and not (folder / HEAD_CONFIG).is_file():
+        raise ValueError(f"{folder}: a GIRL-DETR head trained on precomputed release features (no {HEAD_CONFIG}) "
                          "cannot see raw video; its recipe's own evaluation scores it on those features")
-    raise ValueError(f"{folder}: neither a video-LLM checkpoint (config.json) nor a vtg-rl head checkpoint "
-                     "(head_config.json)")
+    kind = folder_kind(folder)
+    if kind not in (LLM, GIRL_DETR, R2_TUNING):
+        raise ValueError(f"{folder}: vtg-rl infer runs {LLM}, {GIRL_DETR} and {R2_TUNING} folders, not {kind!r}")
+    return kind
 
 
 def weights_fingerprint(folder: Path) -> dict[str, list[int]]:
