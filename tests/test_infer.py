@@ -134,8 +134,8 @@ def test_llm_infer_then_eval_gives_the_sft_recipes_numbers(tiny_qwen_dir, synthe
 @pytest.fixture(scope="module")
 def girl_detr(tiny_clip_dir, synthetic_world, tmp_path_factory):
     """A GIRL-DETR head trained a few steps by the recipe, which also scored it on the test split."""
-    from vtg_rl.heads.head_recipe import run_girl_detr
-    from vtg_rl.heads.head_trainer import GirlDetrTrainingConfig
+    from vtg_rl.heads.girl_detr.recipe import run_girl_detr
+    from vtg_rl.heads.girl_detr.trainer import GirlDetrTrainingConfig
 
     tmp = tmp_path_factory.mktemp("girl_detr")
     cfg = GirlDetrTrainingConfig(

@@ -177,6 +177,7 @@ class IncompleteError(RuntimeError):
 def run(args: argparse.Namespace) -> int:
     from vtg_rl.agents.runner import OutputLockedError
     from vtg_rl.data.video import VideoDecodeError
+    from vtg_rl.infer.backends import MissingDependency
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.batch_size is not None and args.batch_size < 1:
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     except IncompleteError as err:
         print(f"vtg-rl infer: {err}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, ValueError, ImportError, OutputLockedError, VideoDecodeError) as err:
+    except (FileNotFoundError, ValueError, MissingDependency, OutputLockedError, VideoDecodeError) as err:
         print(f"vtg-rl infer: error: {err}", file=sys.stderr)
         return 2
     finally:

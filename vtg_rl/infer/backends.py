@@ -6,7 +6,7 @@
 * ``girl_detr`` / ``r2_tuning`` (a head folder with ``head_config.json``): CLIP features of each batch are
   extracted (or reused) in a feature folder with the frozen encoder and sampling the head was trained with,
   then the recipe's own prediction (:func:`vtg_rl.heads.predictions.predict` /
-  :func:`vtg_rl.heads.r2_trainer.predict_rows`).
+  :func:`vtg_rl.heads.r2_tuning.trainer.predict_rows`).
 
 A backend's :meth:`settings` are everything that changes its predictions; they guard a resume.
 """
@@ -125,9 +125,13 @@ class LLMBackend:
         return submission_rows(batch, completions)
 
 
+class MissingDependency(ImportError):
+    """An optional package a requested feature needs is not installed."""
+
+
 def require_vllm() -> None:
     if importlib.util.find_spec("vllm") is None:
-        raise ImportError("--vllm needs vLLM, which is not installed in this environment: pip install -e '.[vllm]' "
+        raise MissingDependency("--vllm needs vLLM, which is not installed in this environment: pip install -e '.[vllm]' "
                            "on a CUDA machine, or leave out --vllm to generate with transformers")
 
 
@@ -203,15 +207,15 @@ class HeadBackend:
         cfg, kw = self.cfg, dict(device=self.device, trust_remote_code=self.trust_remote_code)
         if self.kind == GIRL_DETR:
             from vtg_rl.heads.features import ClipFeatureExtractor
-            from vtg_rl.heads.girl_detr import GirlDetr
+            from vtg_rl.heads.girl_detr.model import GirlDetr
 
             self.extractor = ClipFeatureExtractor(self._clip_path(), clip_len=cfg["clip_len"],
                                                   frames_per_clip=cfg["frames_per_clip"],
                                                   patch_grid=cfg.get("patch_grid", 0), **kw)
             self.model = GirlDetr.load(self.folder).to(self.device).eval()
         else:
-            from vtg_rl.heads.r2_features import R2FeatureExtractor
-            from vtg_rl.heads.r2_tuning import load_r2
+            from vtg_rl.heads.r2_tuning.features import R2FeatureExtractor
+            from vtg_rl.heads.r2_tuning.model import load_r2
 
             self.extractor = R2FeatureExtractor(self._clip_path(), num_layers=cfg["num_clip_layers"],
                                                 clip_len=cfg["clip_len"], frames_per_clip=cfg["frames_per_clip"], **kw)
@@ -226,7 +230,7 @@ class HeadBackend:
             ds = make_dataset(batch, self.feature_root, max_video_len=self.cfg.get("max_video_len", 75),
                               require_windows=False)
             return predict(self.model, ds, batch_size=len(batch), top_k=self.top_k)
-        from vtg_rl.heads.r2_features import R2FeatureDataset
-        from vtg_rl.heads.r2_trainer import predict_rows
+        from vtg_rl.heads.r2_tuning.features import R2FeatureDataset
+        from vtg_rl.heads.r2_tuning.trainer import predict_rows
 
         return predict_rows(self.model, R2FeatureDataset(batch, self.feature_root), batch_size=len(batch))
