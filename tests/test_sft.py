@@ -205,3 +205,23 @@ def test_a_video_that_fails_at_run_time_is_skipped_and_counted_or_named(tiny_qwe
     batch = skipping(rows)
     assert batch["input_ids"].size(0) == 2 and skipping.skipped == [samples[1].qid]
     assert int(batch["video_grid_thw"].size(0)) == 2
+
+
+def test_the_after_eval_scores_the_model_the_checkpoint_holds(tiny_qwen_dir, synthetic_world, tmp_path):
+    """Under bf16 accelerate wraps the forward in autocast; the eval must run the float32 model a user loads."""
+    from vtg_rl.mllm.recipe_common import saved_model
+    from vtg_rl.mllm.sft import VideoSFTConfig, VideoSFTTrainer
+    from vtg_rl.models.tiny_qwen import load_qwen_vl
+
+    model, processor = load_qwen_vl(tiny_qwen_dir)
+    ds = samples_to_hf(read_jsonl(synthetic_world["train"])[:4], target_fn=target_for_sample)
+    args = VideoSFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, max_steps=1, report_to=[],
+                          use_cpu=True, bf16=True, save_strategy="no")
+    trainer = VideoSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=processor)
+    trainer.train()
+    assert hasattr(trainer.model.forward, "__wrapped__") or trainer.accelerator.mixed_precision == "no"
+    plain = saved_model(trainer)
+    assert not hasattr(plain.forward, "__wrapped__")
+    ids = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        assert plain(input_ids=ids).logits.dtype == torch.float32

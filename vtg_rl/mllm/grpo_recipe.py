@@ -18,7 +18,7 @@ from pathlib import Path
 from vtg_rl.mllm.dataset import samples_to_hf
 from vtg_rl.mllm.difficulty_filter import filter_by_difficulty, reweight_by_difficulty
 from vtg_rl.mllm.grpo import VideoGRPOConfig, VideoGRPOTrainer
-from vtg_rl.mllm.recipe_common import DataArguments, evaluate_and_record, load_split
+from vtg_rl.mllm.recipe_common import DataArguments, evaluate_and_record, load_split, saved_model
 from vtg_rl.training.artifacts import plot_curves, write_json
 
 logger = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def run_grpo(script_args: GRPOScriptArguments, training_args: VideoGRPOConfig, m
     write_json(out / "log_history.json", trainer.state.log_history)
 
     if eval_samples:
-        result["after"] = evaluate_and_record(trainer.model, processor, eval_samples, sampling,
+        result["after"] = evaluate_and_record(saved_model(trainer), processor, eval_samples, sampling,
                                               script_args.eval_batch_size, out, "after", "GRPO")
     write_json(out / "metrics.json", result)
     return result

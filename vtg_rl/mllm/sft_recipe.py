@@ -20,7 +20,7 @@ import torch
 from vtg_rl.mllm.dataset import samples_to_hf
 from vtg_rl.mllm.collator import VideoSFTCollator
 from vtg_rl.mllm.reasoning import TraceBank, target_for_sample
-from vtg_rl.mllm.recipe_common import DataArguments, ensure_model, evaluate_and_record, load_split
+from vtg_rl.mllm.recipe_common import DataArguments, ensure_model, evaluate_and_record, load_split, saved_model
 from vtg_rl.training.artifacts import plot_curves, write_json
 from vtg_rl.mllm.sft import VideoSFTConfig, VideoSFTTrainer
 
@@ -97,7 +97,7 @@ def run_sft(script_args: SFTScriptArguments, training_args: VideoSFTConfig, mode
                 out / "training_curves.png", title="cold-start SFT")
 
     if eval_samples:
-        result["after"] = evaluate_and_record(trainer.model, processor, eval_samples, sampling,
+        result["after"] = evaluate_and_record(saved_model(trainer), processor, eval_samples, sampling,
                                               script_args.eval_batch_size, out, "after", "SFT")
     write_json(out / "metrics.json", result)
     return result
