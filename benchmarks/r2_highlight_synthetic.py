@@ -64,7 +64,7 @@ def cpu_seconds() -> float:
 def parse_config(task: str, args, extra: list[str]):
     from trl import TrlParser
 
-    from vtg_rl.heads.r2_trainer import R2TuningConfig
+    from vtg_rl.heads.r2_tuning.trainer import R2TuningConfig
 
     overrides = ["--output_dir", f"{args.output_dir}/{task}", "--disable_tqdm", "true", "--save_strategy", "no",
                  "--eval_strategy", "no", "--report_to", "none"]
@@ -79,8 +79,8 @@ def parse_config(task: str, args, extra: list[str]):
 
 
 def run_task(task: str, args) -> dict:
-    from vtg_rl.heads.r2_features import R2FeatureDataset
-    from vtg_rl.heads.r2_recipe import build_r2_datasets, run_r2_tuning
+    from vtg_rl.heads.r2_tuning.features import R2FeatureDataset
+    from vtg_rl.heads.r2_tuning.recipe import build_r2_datasets, run_r2_tuning
 
     cfg = parse_config(task, args, [])
     t0 = time.perf_counter()
@@ -132,11 +132,13 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = ap.parse_args(argv)
 
+    import importlib
+
     import torch
 
     # every module up front: a long run then never imports a file that is being edited meanwhile
-    import vtg_rl.heads.r2_recipe  # noqa: F401
-    import vtg_rl.metrics  # noqa: F401
+    for module in ("vtg_rl.heads.r2_tuning.recipe", "vtg_rl.metrics"):
+        importlib.import_module(module)
 
     torch.set_num_threads(args.threads)
     load_before = [round(x, 2) for x in os.getloadavg()]

@@ -55,7 +55,7 @@ def clip_b32_share(hidden_size: int = 256, num_clip_layers: int = 4) -> dict:
     import torch
     from transformers import CLIPConfig, CLIPModel
 
-    from vtg_rl.heads.r2_tuning import R2ModelConfig, R2Tuning
+    from vtg_rl.heads.r2_tuning.model import R2ModelConfig, R2Tuning
 
     with torch.device("meta"):
         clip = CLIPModel(CLIPConfig())  # CLIPConfig's defaults are ViT-B/32
@@ -79,8 +79,8 @@ def main(argv=None) -> int:
     import torch
     from trl import TrlParser
 
-    from vtg_rl.heads.r2_recipe import build_r2_datasets, run_r2_tuning
-    from vtg_rl.heads.r2_trainer import R2TuningConfig
+    from vtg_rl.heads.r2_tuning.recipe import build_r2_datasets, run_r2_tuning
+    from vtg_rl.heads.r2_tuning.trainer import R2TuningConfig
 
     torch.set_num_threads(args.threads)
     overrides = ["--output_dir", args.output_dir, "--disable_tqdm", "true", "--save_strategy", "no"]

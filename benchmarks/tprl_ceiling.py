@@ -54,8 +54,8 @@ def collect(model, dataset) -> dict[str, torch.Tensor]:
     """Per query: final decoder states (N, Q, H), supervised scores (N, Q), windows (N, Q, 2) cxw, their
     tIoU (N, Q), and the padded ground truth (N, G, 2) with its mask, for the frozen model."""
     from vtg_rl.heads.feature_dataset import collate_features
-    from vtg_rl.heads.losses import batched_best_iou, pad_targets
-    from vtg_rl.heads.tprl import query_scores
+    from vtg_rl.heads.protocol import query_scores
+    from vtg_rl.heads.span_losses import batched_best_iou, pad_targets
 
     states = []
     hook = model.span_head.register_forward_hook(lambda m, args, out: states.append(args[0]))
@@ -112,7 +112,7 @@ def refine_hits(d: dict, train: torch.Tensor, test: torch.Tensor, loss: str, ste
     """Fit a refiner of the supervised top-1 window on ``train``; R1@0.7 hits of the refined window on
     ``test``. ``l1_giou_overlap`` trains only on windows that overlap their ground truth (a window on
     another moment is not a poor localisation of this one; dragging it over is what stage 2 avoids)."""
-    from vtg_rl.heads.losses import batched_best_iou, span_losses
+    from vtg_rl.heads.span_losses import batched_best_iou, span_losses
 
     n = len(d["iou"])
     top = d["score"].argmax(1)
@@ -160,7 +160,7 @@ def gain(hits: torch.Tensor, base: torch.Tensor) -> dict:
 
 
 def one_seed(seed: int, args, data: dict, eval_sets: dict) -> dict:
-    from vtg_rl.heads.girl_detr import GirlDetr
+    from vtg_rl.heads.girl_detr.model import GirlDetr
 
     cached = bench.sup_dir("full", seed, args) / f"ceiling_{bench.eval_tag(eval_sets)}_{args.folds}.json"
     if cached.is_file():

@@ -49,8 +49,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vtg_rl.heads.head_recipe import build_datasets, run_girl_detr, run_head_finetune, run_tprl
-from vtg_rl.heads.head_trainer import GirlDetrTrainingConfig, TPRLTrainingConfig
+from vtg_rl.heads.girl_detr.recipe import run_girl_detr
+from vtg_rl.heads.girl_detr.trainer import GirlDetrTrainingConfig
+from vtg_rl.heads.recipe import build_datasets
+from vtg_rl.heads.tprl.recipe import run_head_finetune, run_tprl
+from vtg_rl.heads.tprl.trainer import TPRLTrainingConfig
 
 RESULT = Path("benchmarks/results/tprl_synthetic.json")
 VARIANTS = {"full": {}, "no_cmi": {"use_cmi": "false"}, "no_tgg": {"use_tgg": "false"}}
@@ -85,7 +88,7 @@ def rl_world_datasets(args, base) -> dict:
     from vtg_rl.data.synthetic import generate_world
     from vtg_rl.heads.feature_dataset import make_dataset
     from vtg_rl.heads.features import ClipFeatureExtractor
-    from vtg_rl.heads.head_recipe import ensure_clip
+    from vtg_rl.heads.recipe import ensure_clip
 
     paths = generate_world(args.rl_world, n=args.rl_world_n, seed=args.rl_world_seed, split_fractions=RL_WORLD_SPLITS,
                            workers=1, progress=True)
@@ -146,8 +149,8 @@ def reward_signal(model, dataset, tprl_cfg, seed: int = 0) -> dict:
     from torch.utils.data import DataLoader
 
     from vtg_rl.heads.feature_dataset import collate_features
-    from vtg_rl.heads.losses import batched_best_iou, pad_targets
-    from vtg_rl.heads.tprl import query_confidence, query_scores
+    from vtg_rl.heads.protocol import query_confidence, query_scores
+    from vtg_rl.heads.span_losses import batched_best_iou, pad_targets
 
     g = torch.Generator().manual_seed(seed)
     model.train(tprl_cfg.backbone_dropout)
@@ -182,7 +185,7 @@ def sup_dir(variant: str, seed: int, args) -> Path:
 
 def supervised(variant: str, seed: int, args, train_ds, eval_sets) -> dict:
     """Train (or reuse) the supervised head; returns its scores on the held-out sets."""
-    from vtg_rl.heads.girl_detr import GirlDetr
+    from vtg_rl.heads.girl_detr.model import GirlDetr
 
     out = sup_dir(variant, seed, args)
     cached = out / f"supervised_scores_{eval_tag(eval_sets)}.json"
@@ -210,7 +213,7 @@ def tprl_cfg(args, overrides: dict) -> TPRLTrainingConfig:
 def tprl_tag(args) -> str:
     """Identifies a TPRL setting by its resolved values (YAML + overrides), so moving a chosen override
     into the YAML keeps the cached runs."""
-    from vtg_rl.heads.head_trainer import TPRLArguments
+    from vtg_rl.heads.tprl.trainer import TPRLArguments
 
     cfg = tprl_cfg(args, {"output_dir": args.out_root})
     keys = ["max_steps", "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_steps", "max_grad_norm",
@@ -237,7 +240,7 @@ def control_cfg(args, seed: int, variant: str, out: Path) -> GirlDetrTrainingCon
 
 def arm_run(arm: str, variant: str, seed: int, args, data: dict, eval_sets: dict) -> dict:
     """One post-training arm from the supervised head (cached); returns its scores on the held-out sets."""
-    from vtg_rl.heads.girl_detr import GirlDetr
+    from vtg_rl.heads.girl_detr.model import GirlDetr
 
     base = sup_dir(variant, seed, args)
     train_ds = data["rl"] if arm in ("tprl", "control") else data["sup_train"]
@@ -269,7 +272,7 @@ def arm_run(arm: str, variant: str, seed: int, args, data: dict, eval_sets: dict
 
 def signal(variant: str, seed: int, args, data: dict) -> dict:
     """The reward signal TPRL sees on each training set, for this supervised head (cached)."""
-    from vtg_rl.heads.girl_detr import GirlDetr
+    from vtg_rl.heads.girl_detr.model import GirlDetr
 
     cached = sup_dir(variant, seed, args) / f"reward_signal_{args.rl_world_seed}_{args.rl_world_n}.json"
     if not cached.is_file():

@@ -11,8 +11,8 @@ output_dir/final (safetensors), predictions_*.jsonl (QVHighlights submission), m
 import json
 import logging
 
-from vtg_rl.heads.head_recipe import run_girl_detr
-from vtg_rl.heads.head_trainer import GirlDetrTrainingConfig
+from vtg_rl.heads.girl_detr.recipe import run_girl_detr
+from vtg_rl.heads.girl_detr.trainer import GirlDetrTrainingConfig
 from vtg_rl.training.config import parse_recipe_args
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ Defaults live in recipes/configs/r2_tuning_synthetic.yaml; any flag overrides th
 import json
 import logging
 
-from vtg_rl.heads.r2_recipe import run_r2_tuning
-from vtg_rl.heads.r2_trainer import R2TuningConfig
+from vtg_rl.heads.r2_tuning.recipe import run_r2_tuning
+from vtg_rl.heads.r2_tuning.trainer import R2TuningConfig
 from vtg_rl.training.config import parse_recipe_args
 
 if __name__ == "__main__":

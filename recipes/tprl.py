@@ -10,8 +10,8 @@ changed; metrics.json holds the scores before and after, and the trainable fract
 import json
 import logging
 
-from vtg_rl.heads.head_recipe import run_tprl
-from vtg_rl.heads.head_trainer import TPRLTrainingConfig
+from vtg_rl.heads.tprl.recipe import run_tprl
+from vtg_rl.heads.tprl.trainer import TPRLTrainingConfig
 from vtg_rl.training.config import parse_recipe_args
 
 if __name__ == "__main__":

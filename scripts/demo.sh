@@ -112,9 +112,11 @@ import sys
 
 from trl import TrlParser
 
-from vtg_rl.heads.girl_detr import GirlDetr
-from vtg_rl.heads.head_recipe import build_datasets, run_head_finetune
-from vtg_rl.heads.head_trainer import GirlDetrTrainingConfig, TPRLTrainingConfig
+from vtg_rl.heads.girl_detr.model import GirlDetr
+from vtg_rl.heads.girl_detr.trainer import GirlDetrTrainingConfig
+from vtg_rl.heads.recipe import build_datasets
+from vtg_rl.heads.tprl.recipe import run_head_finetune
+from vtg_rl.heads.tprl.trainer import TPRLTrainingConfig
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 supervised, out, steps, data = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vtg_rl.heads.girl_detr import GirlDetr, GirlDetrConfig
-from vtg_rl.heads.losses import DetrGroundingLoss, best_target_iou, saliency_ranking_loss
-from vtg_rl.heads.matcher import HungarianMatcher
+from vtg_rl.heads.girl_detr.losses import DetrGroundingLoss, saliency_ranking_loss
+from vtg_rl.heads.girl_detr.matcher import HungarianMatcher
+from vtg_rl.heads.girl_detr.model import GirlDetr, GirlDetrConfig
+from vtg_rl.heads.span_losses import best_target_iou
 
 SMALL = dict(video_dim=12, text_dim=10, hidden_dim=32, num_heads=4, ffn_dim=64, num_queries=6,
              num_encoder_layers=2, num_decoder_layers=2, dropout=0.0, input_dropout=0.0)

@@ -70,8 +70,8 @@ def test_predict_with_a_trained_girl_detr_head(tiny_clip_dir, synthetic_world, t
     import os
 
     from vtg_rl.data.schema import read_jsonl
-    from vtg_rl.heads.head_recipe import run_girl_detr
-    from vtg_rl.heads.head_trainer import GirlDetrTrainingConfig
+    from vtg_rl.heads.girl_detr.recipe import run_girl_detr
+    from vtg_rl.heads.girl_detr.trainer import GirlDetrTrainingConfig
 
     cfg = GirlDetrTrainingConfig(
         output_dir=str(tmp_path / "sup"), max_steps=2, learning_rate=1e-3, hidden_dim=32, num_heads=4, ffn_dim=64,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from vtg_rl.heads.r2_heads import nms_spans
-from vtg_rl.heads.r2_losses import assign_moment_targets, layer_contrastive_loss, video_contrastive_loss
-from vtg_rl.heads.r2_tuning import R2ModelConfig, R2Tuning, load_r2, save_r2
-from vtg_rl.heads.tprl import backbone_snapshot, changed_backbone_tensors, freeze_backbone
+from vtg_rl.heads.r2_tuning.heads import nms_spans
+from vtg_rl.heads.r2_tuning.losses import assign_moment_targets, layer_contrastive_loss, video_contrastive_loss
+from vtg_rl.heads.r2_tuning.model import R2ModelConfig, R2Tuning, load_r2, save_r2
+from vtg_rl.heads.tprl.loss import backbone_snapshot, changed_backbone_tensors, freeze_backbone
 
 K, P, C = 4, 17, 64  # tiny CLIP: 4 layers kept, CLS + 4x4 patches, width 64
 
@@ -90,7 +90,7 @@ def test_frozen_clip_stays_bit_identical_and_trainable_fraction(tiny_clip_dir):
     from transformers import AutoTokenizer, CLIPModel
 
     from vtg_rl.heads.features import encode_video_frames, load_clip_encoder
-    from vtg_rl.heads.r2_features import clip_layer_states
+    from vtg_rl.heads.r2_tuning.features import clip_layer_states
 
     clip = CLIPModel.from_pretrained(str(tiny_clip_dir))
     tok = AutoTokenizer.from_pretrained(str(tiny_clip_dir))
@@ -146,7 +146,7 @@ def test_nms_keeps_the_best_of_overlapping_spans():
 def test_moment_targets_give_every_window_a_positive_anchor():
     model = R2Tuning(R2ModelConfig(hidden_size=16))
     inputs, supervision = toy_batch()
-    from vtg_rl.heads.r2_heads import make_anchors
+    from vtg_rl.heads.r2_tuning.heads import make_anchors
 
     _, level_masks = model.pyramid(torch.zeros(4, 12, 16), inputs["video_mask"])
     anchors = make_anchors(level_masks, model.pyramid.strides)
@@ -222,8 +222,8 @@ class ToyR2Dataset(torch.utils.data.Dataset):
 
 
 def test_tprl_runs_on_the_r2_head_through_the_shared_loop(tmp_path):
-    from vtg_rl.heads.head_trainer import TPRLTrainer
-    from vtg_rl.heads.r2_trainer import R2TPRLTrainer, R2TuningConfig
+    from vtg_rl.heads.r2_tuning.trainer import R2TPRLTrainer, R2TuningConfig
+    from vtg_rl.heads.tprl.trainer import TPRLTrainer
 
     assert R2TPRLTrainer.compute_loss is TPRLTrainer.compute_loss  # no head-specific copy of the RL loop
     torch.manual_seed(0)
@@ -250,7 +250,7 @@ def test_tprl_runs_on_the_r2_head_through_the_shared_loop(tmp_path):
 def test_feature_dataset_targets_and_errors(tmp_path):
     from vtg_rl.data.schema import VTGSample
     from vtg_rl.heads.features import save_npz
-    from vtg_rl.heads.r2_features import R2FeatureDataset, clip_targets, collate_r2
+    from vtg_rl.heads.r2_tuning.features import R2FeatureDataset, clip_targets, collate_r2
 
     s = VTGSample(qid="7", vid="a", duration=6.0, query="red circle", windows=[[1.0, 3.0]],
                   relevant_clip_ids=[0, 1], saliency_scores=[[2, 2, 2], [4, 4, 4]])
@@ -273,8 +273,8 @@ def test_feature_dataset_targets_and_errors(tmp_path):
 
 def test_recipe_end_to_end(tmp_path, tiny_clip_dir, synthetic_world):
     """Feature extraction, supervised training, TPRL, submission, metrics, curves, checkpoints, reload."""
-    from vtg_rl.heads.r2_recipe import build_r2_datasets, run_r2_tuning
-    from vtg_rl.heads.r2_trainer import R2TuningConfig, predict_rows
+    from vtg_rl.heads.r2_tuning.recipe import build_r2_datasets, run_r2_tuning
+    from vtg_rl.heads.r2_tuning.trainer import R2TuningConfig, predict_rows
     from vtg_rl.metrics import read_submission
 
     world = synthetic_world["train"].parent
@@ -296,11 +296,11 @@ def test_recipe_end_to_end(tmp_path, tiny_clip_dir, synthetic_world):
     assert list(out.rglob("events.out.tfevents*"))
     assert json.loads((out / "metrics.json").read_text())["tprl"]["stage"] == "tprl"
     reloaded = load_r2(out / "tprl" / "final")
-    assert predict_rows(reloaded.eval(), datasets[1]) == read_submission(out / "tprl" / f"predictions_val+test.jsonl")
+    assert predict_rows(reloaded.eval(), datasets[1]) == read_submission(out / "tprl" / "predictions_val+test.jsonl")
     save_r2(reloaded, tmp_path / "again")
     assert (tmp_path / "again" / "model.safetensors").is_file()
     # from a raw video: the final folder alone (head_config.json names the frozen CLIP) grounds a query
-    from vtg_rl.heads.r2_grounder import R2Grounder
+    from vtg_rl.heads.r2_tuning.grounder import R2Grounder
 
     grounder = R2Grounder.from_pretrained(out / "tprl" / "final")
     sample, row = datasets[1].samples[0], read_submission(out / "tprl" / "predictions_val+test.jsonl")[0]
@@ -315,7 +315,7 @@ def test_recipe_end_to_end(tmp_path, tiny_clip_dir, synthetic_world):
 # --------------------------------------------------------------------------- highlight-only / summarisation
 def test_clip_label_targets_and_pooling():
     from vtg_rl.data.schema import VTGSample
-    from vtg_rl.heads.r2_features import clip_targets, label_saliency, pool_to_label_clips
+    from vtg_rl.heads.r2_tuning.features import clip_targets, label_saliency, pool_to_label_clips
 
     tvsum = VTGSample(qid="s", vid="s", duration=6.0, query="a video about fire", task="summarization",
                       clip_length=2.0, clip_labels=[[1, 1], [5, 3], [3, 2]])
@@ -362,8 +362,8 @@ def test_recipe_on_highlight_only_world(tmp_path, tiny_clip_dir):
     """The synthetic highlight world end to end: saliency-only training, per-clip rows, the YouTube
     Highlights protocol chosen for the split, the --domain filter, and the guards."""
     from vtg_rl.data.synthetic_highlight import generate_task_world
-    from vtg_rl.heads.r2_recipe import build_r2_datasets, load_r2_annotations, run_r2_tuning
-    from vtg_rl.heads.r2_trainer import R2TuningConfig
+    from vtg_rl.heads.r2_tuning.recipe import build_r2_datasets, load_r2_annotations, run_r2_tuning
+    from vtg_rl.heads.r2_tuning.trainer import R2TuningConfig
     from vtg_rl.metrics import read_submission
 
     world = tmp_path / "world"
@@ -406,8 +406,8 @@ def test_recipe_reads_the_tvsum_release_layout(tmp_path, tiny_clip_dir):
     category, and --domain keeps one category of both files."""
     from vtg_rl.data.schema import read_jsonl
     from vtg_rl.data.synthetic_highlight import generate_task_world
-    from vtg_rl.heads.r2_recipe import build_r2_datasets, load_r2_annotations, run_r2_tuning
-    from vtg_rl.heads.r2_trainer import R2TuningConfig
+    from vtg_rl.heads.r2_tuning.recipe import build_r2_datasets, load_r2_annotations, run_r2_tuning
+    from vtg_rl.heads.r2_tuning.trainer import R2TuningConfig
     from vtg_rl.metrics import read_submission
 
     paths = generate_task_world(tmp_path / "world", n=10, seed=2, task="summarization")

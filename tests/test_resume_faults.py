@@ -382,8 +382,8 @@ def _girl_detr_argv(clip_dir, world_dir, out: Path, features: Path) -> list[str]
 def test_girl_detr_killed_after_a_checkpoint_resumes_exactly(tiny_clip_dir, synthetic_world, tmp_path):
     """Dropout on (torch RNG restored), 32 training rows at batch 8 (checkpoint-10 is mid-epoch 2),
     resumed with --resume_from_checkpoint auto (the last complete checkpoint)."""
-    from vtg_rl.heads.girl_detr import GirlDetr, GirlDetrConfig
-    from vtg_rl.heads.head_trainer import GirlDetrTrainer, GirlDetrTrainingConfig
+    from vtg_rl.heads.girl_detr.model import GirlDetr, GirlDetrConfig
+    from vtg_rl.heads.girl_detr.trainer import GirlDetrTrainer, GirlDetrTrainingConfig
 
     world = str(Path(synthetic_world["train"]).parent)
     features = tmp_path / "features"

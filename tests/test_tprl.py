@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from vtg_rl.heads.feature_dataset import collate_features
-from vtg_rl.heads.girl_detr import GirlDetr, GirlDetrConfig
-from vtg_rl.heads.losses import best_target_iou
-from vtg_rl.heads.tprl import (TPRLConfig, backbone_snapshot, changed_backbone_tensors, freeze_backbone,
-                               query_scores, tprl_loss)
+from vtg_rl.heads.girl_detr.model import GirlDetr, GirlDetrConfig
+from vtg_rl.heads.protocol import query_scores
+from vtg_rl.heads.span_losses import best_target_iou
+from vtg_rl.heads.tprl.loss import TPRLConfig, backbone_snapshot, changed_backbone_tensors, freeze_backbone, tprl_loss
 
 SMALL = dict(video_dim=12, text_dim=10, hidden_dim=32, num_heads=4, ffn_dim=64, num_queries=6,
              num_encoder_layers=2, num_decoder_layers=2)
@@ -68,7 +68,7 @@ def test_each_stage_updates_only_the_head(stage, moving):
 
 @pytest.mark.parametrize("backbone_dropout", [False, True])
 def test_tprl_trainer_keeps_the_backbone_bit_identical(tmp_path, backbone_dropout):
-    from vtg_rl.heads.head_trainer import TPRLTrainer, TPRLTrainingConfig
+    from vtg_rl.heads.tprl.trainer import TPRLTrainer, TPRLTrainingConfig
 
     torch.manual_seed(0)
     model = GirlDetr(GirlDetrConfig(**SMALL))
@@ -93,8 +93,9 @@ def test_tprl_trainer_keeps_the_backbone_bit_identical(tmp_path, backbone_dropou
 
 def test_head_only_supervised_control_keeps_the_backbone_bit_identical(tmp_path):
     """TPRL's control arm (the supervised loss on the same head) obeys the same isolation."""
-    from vtg_rl.heads.head_trainer import GirlDetrTrainingConfig, HeadOnlySupervisedTrainer
-    from vtg_rl.heads.losses import DetrGroundingLoss
+    from vtg_rl.heads.girl_detr.losses import DetrGroundingLoss
+    from vtg_rl.heads.girl_detr.trainer import GirlDetrTrainingConfig
+    from vtg_rl.heads.tprl.trainer import HeadOnlySupervisedTrainer
 
     torch.manual_seed(0)
     model = GirlDetr(GirlDetrConfig(**SMALL))
@@ -187,8 +188,10 @@ def test_recipes_end_to_end(tiny_clip_dir, synthetic_world, tmp_path):
     import os
 
     from vtg_rl.data.schema import read_jsonl
-    from vtg_rl.heads.head_recipe import run_girl_detr, run_tprl
-    from vtg_rl.heads.head_trainer import GirlDetrTrainingConfig, TPRLTrainingConfig
+    from vtg_rl.heads.girl_detr.recipe import run_girl_detr
+    from vtg_rl.heads.girl_detr.trainer import GirlDetrTrainingConfig
+    from vtg_rl.heads.tprl.recipe import run_tprl
+    from vtg_rl.heads.tprl.trainer import TPRLTrainingConfig
     from vtg_rl.metrics import evaluate
 
     data = dict(synthetic_dir=str(os.path.dirname(synthetic_world["train"])), clip_model=str(tiny_clip_dir),

@@ -32,8 +32,8 @@ VIDEO_LLM = "video_llm"
 #: ``predict(video, query, top_k)``)
 GROUNDERS: dict[str, str] = {
     VIDEO_LLM: "vtg_rl.mllm.grounder:LLMGrounder",
-    "girl_detr": "vtg_rl.heads.girl_detr_grounder:GirlDetrGrounder",
-    "r2_tuning": "vtg_rl.heads.r2_grounder:R2Grounder",
+    "girl_detr": "vtg_rl.heads.girl_detr.grounder:GirlDetrGrounder",
+    "r2_tuning": "vtg_rl.heads.r2_tuning.grounder:R2Grounder",
 }
 
 

@@ -1,6 +1,6 @@
 """Torch dataset over precomputed features (:mod:`vtg_rl.heads.features`) and its padding collate.
 
-A batch (the head protocol of :mod:`vtg_rl.heads.tprl`)::
+A batch (the head protocol of :mod:`vtg_rl.heads.protocol`)::
 
     {"model_inputs": {video_feats (B, Lv, Dv), video_mask (B, Lv) bool, text_feats (B, Lt, Dt),
                       text_mask (B, Lt) bool, clip_centers (B, Lv) normalised clip-centre times},

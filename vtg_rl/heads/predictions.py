@@ -2,7 +2,7 @@
 
 A row: ``{"qid", "query", "vid", "pred_relevant_windows": [[start_s, end_s, score], ...] (best first),
 "pred_saliency_scores": [one score per 2 s clip]}``. Windows come from ``pred_spans`` (normalised
-(center, width)) ranked by :func:`vtg_rl.heads.tprl.query_scores`, the same score TPRL optimises.
+(center, width)) ranked by :func:`vtg_rl.heads.protocol.query_scores`, the same score TPRL optimises.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from vtg_rl.heads.losses import cxw_to_unit_xx
-from vtg_rl.heads.tprl import query_confidence, query_scores
+from vtg_rl.heads.protocol import query_confidence, query_scores
+from vtg_rl.heads.span_losses import cxw_to_unit_xx
 
 QVH_CLIP_SECONDS = 2.0
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from vtg_rl.heads.r2_heads import Anchors
+from vtg_rl.heads.r2_tuning.heads import Anchors
 from vtg_rl.spans import cross_temporal_iou, generalized_temporal_iou
 
 

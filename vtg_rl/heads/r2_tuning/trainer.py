@@ -1,4 +1,4 @@
-"""Training R2-Tuning on the head trainers of :mod:`vtg_rl.heads.head_trainer`.
+"""Training R2-Tuning on the head trainers of :mod:`vtg_rl.heads.trainer` and :mod:`vtg_rl.heads.tprl.trainer`.
 
 :class:`R2TuningConfig` extends the heads' shared :class:`HeadTrainingConfig` (data, features, every
 ``TrainingArguments`` option) with the R2 architecture, loss weights and the TPRL post-training knobs.
@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from vtg_rl.data.schema import CLIP_LABEL_TASKS, TASK_HIGHLIGHT, TASK_SUMMARIZATION
-from vtg_rl.heads.head_trainer import HeadTrainer, HeadTrainingConfig, TPRLArguments, TPRLTrainer
 from vtg_rl.heads.predictions import score_predictions, to_qvh_clips
-from vtg_rl.heads.r2_features import collate_r2, pool_to_label_clips
-from vtg_rl.heads.r2_tuning import R2Architecture, R2ModelConfig, R2Tuning
-from vtg_rl.heads.tprl import TPRLConfig
+from vtg_rl.heads.r2_tuning.features import collate_r2, pool_to_label_clips
+from vtg_rl.heads.r2_tuning.model import R2Architecture, R2ModelConfig, R2Tuning
+from vtg_rl.heads.tprl.loss import TPRLConfig
+from vtg_rl.heads.tprl.trainer import TPRLArguments, TPRLTrainer
+from vtg_rl.heads.trainer import HeadTrainer, HeadTrainingConfig
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The logic behind ``recipes/r2_tuning.py``: supervised R2-Tuning, then (optionally) TPRL on its moment head.
 
 Defaults need no arguments: the synthetic world and the tiny CLIP are made when missing (the helpers of
-:mod:`vtg_rl.heads.head_recipe`, shared with GIRL-DETR), multi-layer features are extracted once into
+:mod:`vtg_rl.heads.recipe`, shared with GIRL-DETR), multi-layer features are extracted once into
 ``runs/features/...``, and the run writes into ``output_dir``: checkpoints (``model.safetensors`` +
 ``r2_config.json``), TensorBoard logs, ``final/``, a QVHighlights submission with saliency scores,
 ``metrics.json`` and ``curves.png``; with ``tprl_max_steps > 0`` the same again under ``output_dir/tprl``.
@@ -23,16 +23,16 @@ from typing import Optional
 from transformers.trainer_utils import set_seed
 
 from vtg_rl.data.schema import TASK_GROUNDING, TASK_HIGHLIGHT, TASK_SUMMARIZATION
-from vtg_rl.heads.head_recipe import _resume, ensure_clip, load_annotations
 from vtg_rl.heads.predictions import score_predictions
-from vtg_rl.heads.r2_features import R2FeatureDataset, R2FeatureExtractor
-from vtg_rl.heads.r2_grounder import write_head_config
-from vtg_rl.heads.r2_trainer import (R2TPRLTrainer, R2TuningConfig, R2TuningTrainer, clip_task_protocol,
-                                     filter_domains, predict_rows)
-from vtg_rl.heads.r2_tuning import R2Tuning, save_r2
-from vtg_rl.heads.tprl import backbone_snapshot, changed_backbone_tensors, freeze_backbone
-from vtg_rl.training.world import DEFAULT_WORLD_SPLITS
+from vtg_rl.heads.r2_tuning.features import R2FeatureDataset, R2FeatureExtractor
+from vtg_rl.heads.r2_tuning.grounder import write_head_config
+from vtg_rl.heads.r2_tuning.model import R2Tuning, save_r2
+from vtg_rl.heads.r2_tuning.trainer import (R2TPRLTrainer, R2TuningConfig, R2TuningTrainer, clip_task_protocol,
+                                            filter_domains, predict_rows)
+from vtg_rl.heads.recipe import _resume, ensure_clip, load_annotations
+from vtg_rl.heads.tprl.loss import backbone_snapshot, changed_backbone_tensors, freeze_backbone
 from vtg_rl.training.artifacts import plot_curves, write_json
+from vtg_rl.training.world import DEFAULT_WORLD_SPLITS
 
 logger = logging.getLogger(__name__)
 CURVE_KEYS = ["loss", "loss/cls", "loss/l1", "loss/giou", "loss/saliency", "loss/video_contrastive",

@@ -1,11 +1,12 @@
-"""Supervised losses of the DETR grounding heads.
+"""Supervised losses of GIRL-DETR (DETR set prediction).
 
 * span: L1 on normalised (center, width) + (1 - GIoU) on (start, end), over Hungarian-matched pairs;
 * label: foreground classification (BCE), background queries down-weighted (DETR's eos_coef);
 * IoU head: BCE toward the (detached) tIoU of each query's span with its best ground truth;
 * saliency: pairwise hinge ranking, every clip with a higher target must outscore one with a lower.
 Applied to the last decoder layer and, with ``aux``, to every earlier layer.
-All IoU maths comes from :mod:`vtg_rl.spans`.
+The span maths shared with TPRL and decoding is in :mod:`vtg_rl.heads.span_losses`; all IoU maths
+comes from :mod:`vtg_rl.spans`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from vtg_rl.heads.matcher import HungarianMatcher
-from vtg_rl.spans import cross_temporal_iou, generalized_temporal_iou, span_cxw_to_xx, temporal_iou
+from vtg_rl.heads.girl_detr.matcher import HungarianMatcher
+from vtg_rl.heads.span_losses import batched_best_iou, pad_targets, span_losses
 
 
 @dataclass
@@ -30,50 +31,6 @@ class LossWeights:
     saliency: float = 1.0
     saliency_margin: float = 0.2
     aux: bool = True
-
-
-def cxw_to_unit_xx(spans: torch.Tensor) -> torch.Tensor:
-    """Normalised (center, width) -> (start, end) clamped into the video, i.e. what is reported."""
-    return span_cxw_to_xx(spans).clamp(0.0, 1.0)
-
-
-def best_target_iou(pred_spans: torch.Tensor, gt_spans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """tIoU of each predicted span ``(Q, 2)`` cxw with its best ground truth ``(n, 2)`` cxw.
-
-    Returns ``(iou (Q,), index (Q,))``; this is the per-query reward of TPRL and the IoU head's target.
-    """
-    iou = cross_temporal_iou(cxw_to_unit_xx(pred_spans.float()), span_cxw_to_xx(gt_spans.float()))
-    return iou.max(-1)
-
-
-def pad_targets(targets: list[dict], like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ground-truth spans of a batch as ``(B, N, 2)`` cxw with a ``(B, N)`` validity mask."""
-    n = max([len(t["spans"]) for t in targets] + [1])
-    gt = like.new_zeros(len(targets), n, 2)
-    gt[..., 1] = 1.0  # padding: a harmless valid span, masked out anyway
-    mask = torch.zeros(len(targets), n, dtype=torch.bool, device=like.device)
-    for b, t in enumerate(targets):
-        k = len(t["spans"])
-        if k:
-            gt[b, :k] = t["spans"].to(like)
-            mask[b, :k] = True
-    return gt, mask
-
-
-def batched_best_iou(pred_spans: torch.Tensor, gt: torch.Tensor, gt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`best_target_iou` for a batch: ``pred (B, Q, 2)`` against padded ``gt (B, N, 2)`` -> ``(B, Q)`` twice.
-    Rows without any ground truth get IoU 0."""
-    iou = temporal_iou(cxw_to_unit_xx(pred_spans.float())[:, :, None], span_cxw_to_xx(gt.float())[:, None])
-    iou = iou.masked_fill(~gt_mask[:, None, :], -1.0)
-    best, idx = iou.max(-1)
-    return best.clamp(min=0.0), idx
-
-
-def span_losses(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-pair L1 (summed over center and width) and 1 - GIoU for paired spans ``(N, 2)`` cxw."""
-    l1 = (pred - gt).abs().sum(-1)
-    giou = torch.diagonal(generalized_temporal_iou(span_cxw_to_xx(pred), span_cxw_to_xx(gt)))
-    return l1, 1 - giou
 
 
 def saliency_ranking_loss(scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, margin: float) -> torch.Tensor:

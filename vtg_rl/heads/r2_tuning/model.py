@@ -1,13 +1,13 @@
 """R2-Tuning: a light side-adapter on the last K layers of a frozen CLIP, for moment retrieval,
 highlight detection and video summarisation (per-clip saliency; samples without windows train it alone).
 
-:class:`R2Tuning` = :class:`~vtg_rl.heads.r2_block.R2Block` (spatial pooling, recurrent gate, temporal
+:class:`R2Tuning` = :class:`~vtg_rl.heads.r2_tuning.block.R2Block` (spatial pooling, recurrent gate, temporal
 refinement) + a conv pyramid with moment heads + a per-clip saliency head. It takes the frozen CLIP's
 multi-layer hidden states, either precomputed (the cached-feature path used for training, see
-:mod:`vtg_rl.heads.r2_features`) or computed on the fly from pixels and token ids by a CLIP it holds frozen
+:mod:`vtg_rl.heads.r2_tuning.features`) or computed on the fly from pixels and token ids by a CLIP it holds frozen
 (``R2Tuning(config, clip=clip_model)``: the end-to-end path, whose CLIP must stay bit-identical).
 
-The forward output follows the TPRL protocol of the DETR heads: ``pred_spans (B, Q, 2)`` normalised
+The forward output follows the head protocol (:mod:`vtg_rl.heads.protocol`): ``pred_spans (B, Q, 2)`` normalised
 (centre, width), ``pred_logits (B, Q)``, ``pred_iou (B, Q)``, with one "query" per pyramid anchor and
 ``query_mask (B, Q)`` marking anchors on real clips (padding anchors also get a -1e4 logit so a loop that
 ignores the mask still never picks them). :meth:`head_parameters` are the moment head's parameters and
@@ -24,12 +24,11 @@ from typing import Optional
 import torch
 from torch import nn
 
-from vtg_rl.heads.r2_block import R2Block
-from vtg_rl.heads.r2_heads import (Anchors, ConvPyramid, MomentHead, SaliencyHead, decode_spans, make_anchors,
-                                   nms_spans)
-from vtg_rl.heads.r2_losses import (layer_contrastive_loss, moment_losses, saliency_loss,
-                                    video_contrastive_loss)
-from vtg_rl.heads.tprl import query_scores
+from vtg_rl.heads.protocol import query_scores
+from vtg_rl.heads.r2_tuning.block import R2Block
+from vtg_rl.heads.r2_tuning.heads import (Anchors, ConvPyramid, MomentHead, SaliencyHead, decode_spans, make_anchors,
+                                          nms_spans)
+from vtg_rl.heads.r2_tuning.losses import layer_contrastive_loss, moment_losses, saliency_loss, video_contrastive_loss
 from vtg_rl.spans import span_cxw_to_xx, span_xx_to_cxw
 
 PADDING_LOGIT = -1e4
@@ -218,7 +217,7 @@ class R2Tuning(nn.Module):
         if self.clip is None:
             raise ValueError("R2Tuning got no video_layers and holds no CLIP: pass cached layer states, "
                              "or build R2Tuning(config, clip=CLIPModel) for the end-to-end path")
-        from vtg_rl.heads.r2_features import clip_layer_states
+        from vtg_rl.heads.r2_tuning.features import clip_layer_states
 
         with torch.no_grad():
             return clip_layer_states(self.clip, pixel_values, input_ids, attention_mask, self.config.num_clip_layers)

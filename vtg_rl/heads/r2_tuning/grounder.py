@@ -19,8 +19,8 @@ import torch
 from vtg_rl.heads.features import encode_query, load_clip_encoder, num_clips
 from vtg_rl.heads.grounder import read_head_config
 from vtg_rl.heads.grounder import write_head_config as _write
-from vtg_rl.heads.r2_features import collate_r2, video_layer_states
-from vtg_rl.heads.r2_tuning import load_r2
+from vtg_rl.heads.r2_tuning.features import collate_r2, video_layer_states
+from vtg_rl.heads.r2_tuning.model import load_r2
 
 KIND = "r2_tuning"
 

@@ -10,7 +10,7 @@ decoder layer; span / class / IoU heads per query and a query-conditioned salien
 Ablation switches: ``use_cmi=False`` replaces CMI by Moment-DETR-style joint encoding (video and
 text tokens concatenated into the encoder); ``use_tgg=False`` skips the gate.
 
-The model follows the head protocol of :mod:`vtg_rl.heads.tprl`: ``forward`` returns
+The model follows the head protocol of :mod:`vtg_rl.heads.protocol`: ``forward`` returns
 ``pred_spans`` (B, Q, 2) normalised (center, width), ``pred_logits`` (B, Q), ``pred_iou`` (B, Q),
 and it exposes ``head_parameters()`` / ``freeze_backbone()``.
 """

@@ -1,14 +1,7 @@
 """TPRL: three-stage progressive RL on a frozen backbone (GIRL-DETR), for any grounding head.
 
-Head protocol (GIRL-DETR and R2-Tuning both follow it, so one loop serves both):
-
-* ``model(**batch["model_inputs"])`` returns a dict with ``pred_spans`` (B, Q, 2) normalised
-  (center, width) in [0, 1], ``pred_logits`` (B, Q) (higher = more confident), optionally
-  ``pred_iou`` (B, Q) IoU-head logits and ``query_mask`` (B, Q) bool (False = padding candidate);
-* ``model.head_parameters()`` yields the detection-head parameters (the only ones TPRL trains);
-* optionally ``model.freeze_backbone()``; otherwise :func:`freeze_backbone` does it from
-  ``head_parameters()``;
-* targets: ``batch["targets"]``, a list of B dicts with ``spans`` (n_b, 2) normalised cxw.
+Any head that follows the head protocol of :mod:`vtg_rl.heads.protocol` (GIRL-DETR and R2-Tuning
+both do, so one loop serves both) can be post-trained.
 
 Stages, over training progress p in [0, 1]:
 
@@ -33,20 +26,14 @@ The IoU head (when present) is kept calibrated throughout, because it is part of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional, Protocol, runtime_checkable
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vtg_rl.heads.losses import batched_best_iou, pad_targets, span_losses
-
-
-@runtime_checkable
-class GroundingHead(Protocol):
-    def head_parameters(self) -> Iterable[nn.Parameter]: ...
-
-    def __call__(self, **model_inputs) -> dict: ...
+from vtg_rl.heads.protocol import query_confidence, query_scores
+from vtg_rl.heads.span_losses import batched_best_iou, pad_targets, span_losses
 
 
 @dataclass
@@ -122,28 +109,6 @@ def changed_backbone_tensors(model: nn.Module, snapshot: dict[str, torch.Tensor]
 
 
 # --------------------------------------------------------------------------- the objective
-def query_scores(outputs: dict) -> torch.Tensor:
-    """Ranking score of each query: log p(foreground) + log IoU-estimate when an IoU head exists.
-
-    The same score picks the greedy query, defines the RL policy and ranks the submitted windows,
-    so what REINFORCE optimises is exactly what inference outputs.
-    """
-    logits = outputs["pred_logits"]
-    if "pred_iou" in outputs and outputs["pred_iou"] is not None:
-        scores = F.logsigmoid(logits) + F.logsigmoid(outputs["pred_iou"])
-    else:
-        scores = logits
-    mask = outputs.get("query_mask")
-    return scores if mask is None else scores.masked_fill(~mask.bool(), float("-inf"))
-
-
-def query_confidence(outputs: dict) -> torch.Tensor:
-    """The score as a number in [0, 1], same order as :func:`query_scores`: p_fg x IoU-estimate with an
-    IoU head, sigmoid(logit) without; 0 for masked candidates."""
-    scores = query_scores(outputs)
-    return scores.exp() if outputs.get("pred_iou") is not None else torch.sigmoid(scores)
-
-
 def tprl_loss(outputs: dict, targets: list[dict], progress: float, cfg: TPRLConfig,
               generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The TPRL objective for one batch at training ``progress`` in [0, 1]; returns ``(loss, logs)``.

@@ -37,7 +37,7 @@ class GirlDetrGrounder:
     def from_pretrained(cls, folder: str | os.PathLike, device: str = "cpu",
                         trust_remote_code: bool = False) -> "GirlDetrGrounder":
         from vtg_rl.heads.features import ClipFeatureExtractor
-        from vtg_rl.heads.girl_detr import GirlDetr
+        from vtg_rl.heads.girl_detr.model import GirlDetr
 
         folder = Path(folder)
         cfg = read_head_config(folder, KIND, written_by="recipes/girl_detr.py or recipes/tprl.py")
@@ -49,9 +49,9 @@ class GirlDetrGrounder:
     def predict(self, video: str | os.PathLike, query: str, top_k: int = 1) -> list:
         from vtg_rl.data.schema import VTGSample
         from vtg_rl.data.video import sample_frames
+        from vtg_rl.grounders import Span
         from vtg_rl.heads.feature_dataset import make_dataset
         from vtg_rl.heads.predictions import predict
-        from vtg_rl.grounders import Span
 
         duration = sample_frames(video, fps=1.0, min_frames=2, max_frames=8).duration
         sample = VTGSample(qid="query", vid=Path(video).stem, duration=float(duration), query=query,

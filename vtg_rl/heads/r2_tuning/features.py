@@ -10,7 +10,7 @@ Sampling, CLIP loading, pooling frames into clips and the npz cache are those of
     DIR/features.json                 CLIP path, clip_len, fps, K and the dims
 
 Size: the tiny CLIP keeps ~35 KB per 1 s clip; a ViT-B/32 at 2 s clips ~0.3 MB per clip (QVHighlights'
-10k videos: ~230 GB), so for real CLIPs :class:`~vtg_rl.heads.r2_tuning.R2Tuning` can also run the frozen
+10k videos: ~230 GB), so for real CLIPs :class:`~vtg_rl.heads.r2_tuning.model.R2Tuning` can also run the frozen
 CLIP on the fly (:func:`clip_layer_states`).
 """
 
@@ -210,7 +210,7 @@ class R2FeatureDataset(torch.utils.data.Dataset):
 
 
 def collate_r2(items: list[dict]) -> dict:
-    """Pad to the batch's longest video / query. Layout follows :mod:`vtg_rl.heads.tprl`'s protocol:
+    """Pad to the batch's longest video / query. Layout follows :mod:`vtg_rl.heads.protocol`:
     ``model_inputs`` (what the model's forward takes), ``targets`` (normalised cxw spans per sample),
     ``supervision`` (R2's extra training targets) and ``meta``."""
     b = len(items)
