@@ -34,7 +34,7 @@ if ! "$PY" -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/nul
   "${PIP[@]}" install -q -e '.[docs]'
 fi
 
-# Headless Chromium for the viewer's browser test (tests/test_view.py); Debian's package, not a download.
+# Headless Chromium for the viewer's browser test (tests/view/test_view.py); Debian's package, not a download.
 if command -v chromium >/dev/null 2>&1; then
   :
 elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

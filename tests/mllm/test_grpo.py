@@ -259,7 +259,7 @@ def test_recipe_end_to_end_writes_checkpoint_logs_plot_and_evals(tiny_qwen_dir, 
 
     from vtg_rl.mllm.grpo_recipe import GRPOScriptArguments, run_grpo
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     argv = ["--config", str(root / "recipes/configs/grpo_synthetic.yaml"), "--model_name_or_path", str(tiny_qwen_dir),
             "--synthetic_dir", str(Path(synthetic_world["train"]).parent), "--output_dir", str(tmp_path / "grpo"),
             "--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "2",

@@ -19,7 +19,7 @@ from vtg_rl.agents.runner import OutputLockedError, output_lock
 from vtg_rl.data.schema import VTGSample, read_jsonl, write_jsonl
 from vtg_rl.spans import format_answer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class FakeGenerator:

@@ -13,7 +13,7 @@ from vtg_rl.mllm.grpo_recipe import GRPOScriptArguments
 from vtg_rl.mllm.sft import VideoSFTConfig
 from vtg_rl.mllm.sft_recipe import SFTScriptArguments
 
-CONFIGS = Path(__file__).resolve().parents[1] / "recipes" / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "recipes" / "configs"
 TYPES = {"sft": (SFTScriptArguments, VideoSFTConfig, ModelConfig),
          "grpo": (GRPOScriptArguments, VideoGRPOConfig, ModelConfig)}
 

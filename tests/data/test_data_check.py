@@ -6,7 +6,7 @@ from pathlib import Path
 
 from vtg_rl.cli import main
 
-DATA = Path(__file__).parent / "fixtures" / "data"
+DATA = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 DURATIONS = str(DATA / "charades" / "Charades_v1_test.csv")
 
 

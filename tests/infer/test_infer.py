@@ -17,7 +17,7 @@ from vtg_rl.cli import main as cli_main
 from vtg_rl.data.schema import read_jsonl, write_jsonl
 from vtg_rl.infer.shards import check_settings, differences, partial_files, shard
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
        "PYTHONPATH": str(ROOT)}
 

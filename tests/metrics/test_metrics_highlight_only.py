@@ -14,7 +14,7 @@ from vtg_rl.data.schema import VTGSample
 from vtg_rl.metrics import SubmissionError, evaluate
 from vtg_rl.metrics.summarization import ranked_list_ap, tvsum_video_ap, youtube_video_ap
 
-DATA = Path(__file__).parent / "fixtures" / "data"
+DATA = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 
 
 def _tv(qid, domain, labels):

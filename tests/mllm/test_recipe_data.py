@@ -10,7 +10,7 @@ from vtg_rl.data.loaders import load_samples
 from vtg_rl.data.schema import write_jsonl
 from vtg_rl.mllm.recipe_common import DataArguments, load_split
 
-FIXTURES = Path(__file__).parent / "fixtures" / "data"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 
 
 @pytest.mark.parametrize("dataset, path", [("activitynet", "activitynet/val_1.json"),

@@ -17,7 +17,7 @@ from vtg_rl.data.loaders import FORMATS, load_samples
 from vtg_rl.data.schema import SCHEMA_FIELDS, VTGSample, from_hf_row, read_jsonl, to_hf_dataset, write_jsonl
 from vtg_rl.data.validate import DataValidationError, Location, sample_problems
 
-DATA = Path(__file__).parent / "fixtures" / "data"
+DATA = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 
 
 # --------------------------------------------------------------------------- schema

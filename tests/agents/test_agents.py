@@ -28,7 +28,7 @@ from vtg_rl.data.video import SampledVideo
 from vtg_rl.mllm.dataset import sample_difficulty
 from vtg_rl.spans import format_answer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def answer(s: float, e: float) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAMILIES = ["qwen2_vl", "qwen3_vl", "qwen3_5", "llava_onevision"]
 
 

@@ -27,7 +27,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 #: logged values that measure time, not training; and the end-of-run summary (a resumed run's
 #: ``train_loss`` averages only the steps it ran itself)

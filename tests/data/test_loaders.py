@@ -17,7 +17,7 @@ from vtg_rl.data.loaders import FORMATS, load_samples
 from vtg_rl.data.schema import VTGSample, write_jsonl
 from vtg_rl.data.validate import DataValidationError, Location, validate_samples
 
-DATA = Path(__file__).parent / "fixtures" / "data"
+DATA = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 CHARADES_CSV = DATA / "charades" / "Charades_v1_test.csv"
 
 

@@ -15,7 +15,7 @@ from vtg_rl.metrics import (SubmissionError, evaluate, load_ground_truth, read_s
 from vtg_rl.metrics.highlights import highlight_ap
 from vtg_rl.metrics.moment_retrieval import average_precision, pairwise_ious
 
-FIXTURES = Path(__file__).parent / "fixtures" / "eval"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "eval"
 THRESHOLDS = ("0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95")
 
 
