@@ -32,11 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from harness import RESULTS, ROOT as REPO  # noqa: E402  (offline settings, the repository on sys.path)
 
 
 def parse_args(argv=None):

@@ -23,14 +23,12 @@ import argparse
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from harness import ROOT, print_metrics, write_result  # noqa: E402  (puts the repository on sys.path)
 
 from trl import ModelConfig, TrlParser  # noqa: E402
 
@@ -192,12 +190,8 @@ def main() -> dict:
                       "curriculum_beats_grpo_on_hard": bool(out.get("hard_split_curriculum_minus_grpo", 0) > 0)}
     out["wall_s"] = time.time() - t0
 
-    dest = ROOT / "benchmarks/results" / ("grpo_synthetic_smoke.json" if a.smoke else "grpo_synthetic.json")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps(out, indent=2, allow_nan=False) + "\n")
-    print(f"\n{'metric':<44}{'value':>14}")
-    for k, v in out.items():
-        print(f"{k:<44}{v:>14.4g}" if isinstance(v, float) else f"{k:<44}{str(v):>14}")
+    dest = write_result("grpo_synthetic_smoke" if a.smoke else "grpo_synthetic", out)
+    print_metrics(out)
     print(f"\nwrote {dest}")
     return out
 

@@ -104,3 +104,10 @@ def print_table(rows: Sequence[dict], columns: Sequence[str], title: str = "") -
     text = "\n".join(lines)
     print(text)
     return text
+
+
+def print_metrics(result: dict, width: int = 44) -> None:
+    """Print a flat result dict as a two-column metric / value table."""
+    print(f"\n{'metric':<{width}}{'value':>14}")
+    for k, v in result.items():
+        print(f"{k:<{width}}{v:>14.4g}" if isinstance(v, float) else f"{k:<{width}}{str(v):>14}")

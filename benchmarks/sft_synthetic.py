@@ -13,7 +13,6 @@ the checkpoint (runs/sft/checkpoint-final by default) for the GRPO benchmark.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import resource
@@ -24,8 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from harness import ROOT, print_metrics, write_result  # noqa: E402  (puts the repository on sys.path)
 
 from trl import ModelConfig  # noqa: E402
 
@@ -102,12 +100,8 @@ def main() -> dict:
     }
     better = max(out["baseline_mean_span_miou"], out["baseline_whole_video_miou"])
     out["margin_over_best_baseline"] = out["miou_after"] - better
-    dest = ROOT / "benchmarks/results/sft_synthetic.json"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps(out, indent=2, allow_nan=False) + "\n")
-    print(f"\n{'metric':<28}{'value':>12}")
-    for k, v in out.items():
-        print(f"{k:<28}{v:>12.4f}" if isinstance(v, float) else f"{k:<28}{str(v):>12}")
+    dest = write_result("sft_synthetic", out)
+    print_metrics(out)
     print(f"\nwrote {dest}")
     return out
 
