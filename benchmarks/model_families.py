@@ -39,28 +39,24 @@ finished) and prints a table. Checkpoints stay under ``--work`` (runs/bench/mode
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
-import platform
 import resource
 import statistics
-import sys
 import time
 import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from harness import RESULTS, ROOT, machine_record  # noqa: E402  (offline settings, the repository on sys.path)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from grpo_step import constant_reward, one_step  # noqa: E402
+from sft_synthetic import BENCH_WORLD_DIR, MIN_EVAL_SAMPLES, baselines  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-from benchmarks.grpo_step import constant_reward, one_step  # noqa: E402
-from benchmarks.sft_synthetic import BENCH_WORLD_DIR, MIN_EVAL_SAMPLES, baselines  # noqa: E402
 from vtg_rl.data.schema import read_jsonl  # noqa: E402
 from vtg_rl.mllm.collator import VideoSFTCollator  # noqa: E402
 from vtg_rl.mllm.dataset import samples_to_hf  # noqa: E402
@@ -119,7 +115,7 @@ def parse_args(argv=None):
     if unknown:
         p.error(f"unknown famil{'y' if len(unknown) == 1 else 'ies'} {unknown}; known: {sorted(FAMILIES)}")
     if args.out is None:
-        args.out = str(ROOT / "benchmarks/results" / ("model_families_quick.json" if args.quick
+        args.out = str(RESULTS / ("model_families_quick.json" if args.quick
                                                         else "model_families.json"))
     return args
 
@@ -333,16 +329,6 @@ def run_family(family: str, args, train, test, curve_samples, floor: float) -> d
     }
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def fastest(families: list[dict]) -> dict | None:
     """The family whose held-out mIoU rose fastest: the largest area under its learning curve."""
     done = [f for f in families if "curve_area" in f]
@@ -389,12 +375,8 @@ def main(argv=None) -> dict:
     floor = max(base.values())
     config = sft_config(args, Path(args.work) / "_")
     result = {
-        "command": " ".join(["python", *([sys.argv[0]] if argv is None else ["benchmarks/model_families.py"]),
-                             *(sys.argv[1:] if argv is None else argv)]),
-        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "torch": torch.__version__},
-        "torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        **machine_record(),  # command, date, machine, python, torch threads, load before
+        "torch": torch.__version__, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "quick": args.quick,
         "budget": {"steps": args.steps, "per_device_train_batch_size": config.per_device_train_batch_size,
                    "learning_rate": config.learning_rate,
@@ -408,7 +390,6 @@ def main(argv=None) -> dict:
                   "curve_samples": len(curve_samples), "world_gen_s": round(world_gen_s, 1)},
         "baselines": rounded(base), "better_baseline_miou": round(floor, 4), "margin": MARGIN,
         "families": [],
-        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -422,11 +403,12 @@ def main(argv=None) -> dict:
             row = {"family": family, "error": f"{type(e).__name__}: {e}"}
         result["families"].append(row)
         result["fastest_learner"] = fastest(result["families"])
-        result.update(wall_s=round(time.time() - t0, 1), loadavg_after=[round(x, 2) for x in os.getloadavg()],
+        result.update(wall_s=round(time.time() - t0, 1), loadavg_1_5_15_after=[round(x, 2) for x in os.getloadavg()],
                       peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
         out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     print_table(result)
-    print(f"\nwall {result['wall_s']:.0f} s, load {result['loadavg_before']} -> {result['loadavg_after']}; wrote {out}")
+    print(f"\nwall {result['wall_s']:.0f} s, load {result['loadavg_1_5_15_before']} -> "
+          f"{result['loadavg_1_5_15_after']}; wrote {out}")
     return result
 
 

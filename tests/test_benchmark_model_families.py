@@ -19,8 +19,8 @@ FAMILY_KEYS = {
     "shared_prefix_step_ratio", "time_reading", "wall_s", "loadavg_before", "loadavg_after",
 }
 TOP_KEYS = {
-    "command", "date", "machine", "torch_threads", "budget", "world", "baselines", "better_baseline_miou", "margin",
-    "families", "fastest_learner", "wall_s", "loadavg_before", "loadavg_after",
+    "command", "date", "machine", "python", "torch_threads", "budget", "world", "baselines", "better_baseline_miou",
+    "margin", "families", "fastest_learner", "wall_s", "loadavg_1_5_15_before", "loadavg_1_5_15_after",
 }
 
 
