@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 FAMILY_KEYS = {
     "family", "time_representation", "miou", "r1_05", "r1_07", "format_rate", "eval_samples",
