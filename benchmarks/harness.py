@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
 import platform
 import sys
@@ -30,6 +29,8 @@ if str(ROOT) not in sys.path:
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from vtg_rl.training.artifacts import finite_json  # noqa: E402  (needs the repository on sys.path)
 
 
 def _cpu_name() -> str:
@@ -72,21 +73,11 @@ def measured(record: dict) -> Iterator[dict]:
         record["loadavg_1_5_15_after"] = _load()
 
 
-def _finite(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def write_result(name: str, payload: dict) -> Path:
     """Write ``benchmarks/results/NAME.json`` (non-finite numbers as null); returns the path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(_finite(payload), indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(finite_json(payload), indent=2, allow_nan=False) + "\n")
     return path
 
 

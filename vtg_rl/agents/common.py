@@ -225,3 +225,20 @@ def output_paths(out_path: str | os.PathLike, *suffixes: str) -> dict[str, Path]
     if out.suffix != ".jsonl":
         raise ValueError(f"--out {out}: the output dataset must be a .jsonl file")
     return {s: out.with_name(f"{out.stem}.{s}") for s in suffixes}
+
+
+def split_labeled(samples: list[VTGSample], reason: str) -> tuple[list[VTGSample], list[dict]]:
+    """``(samples with an annotated window, skip records of the others)``: an agent that compares answers
+    with the annotation has nothing to do on a sample without one (``reason`` says why it was skipped)."""
+    labeled = [s for s in samples if s.windows]
+    skipped = [{"qid": s.qid, "video_path": s.video_path, "reason": reason} for s in samples if not s.windows]
+    return labeled, skipped
+
+
+def agent_runner(out_path, agent: str, model_name: str, config: "AgentConfig", progress: bool):
+    """The resumable runner of ``agent`` writing next to ``out_path``; its configuration key makes a rerun with
+    other settings refuse to mix results."""
+    from vtg_rl.agents.runner import ResumableRunner, partial_path_for
+
+    return ResumableRunner(partial_path_for(out_path), {"agent": agent, "model": model_name, **config.results_key()},
+                           batch_size=config.batch_size, desc=agent, progress=progress)

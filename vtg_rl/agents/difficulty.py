@@ -25,10 +25,10 @@ from typing import Optional
 
 import numpy as np
 
-from vtg_rl.agents.common import (AgentConfig, Generator, NothingProcessedError, best_gt_iou,
+from vtg_rl.agents.common import (AgentConfig, Generator, NothingProcessedError, agent_runner, best_gt_iou,
                                   completions_to_windows, finite_or_none, output_paths, save_histogram, spearman,
-                                  write_json_atomic)
-from vtg_rl.agents.runner import ResumableRunner, output_lock, partial_path_for
+                                  split_labeled, write_json_atomic)
+from vtg_rl.agents.runner import output_lock
 from vtg_rl.data.schema import VTGSample, write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -88,12 +88,8 @@ class DifficultyEstimationAgent:
 
     def _run(self, samples: list[VTGSample], out_path, progress: bool) -> dict:
         paths = output_paths(out_path, "hist.png", "summary.json")
-        unlabeled = [{"qid": s.qid, "video_path": s.video_path, "reason": "no annotated window to score against"}
-                     for s in samples if not s.windows]
-        labeled = [s for s in samples if s.windows]
-        runner = ResumableRunner(partial_path_for(out_path),
-                                 {"agent": "difficulty", "model": self.model_name, **self.config.results_key()},
-                                 batch_size=self.config.batch_size, desc="difficulty", progress=progress)
+        labeled, unlabeled = split_labeled(samples, "no annotated window to score against")
+        runner = agent_runner(out_path, "difficulty", self.model_name, self.config, progress)
         report = runner.run(labeled, self.process_batch)
 
         scored = []

@@ -62,9 +62,10 @@ from typing import Optional
 
 import numpy as np
 
-from vtg_rl.agents.common import (AgentConfig, Generator, NothingProcessedError, completions_to_windows,
-                                  finite_or_none, output_paths, write_json_atomic)
-from vtg_rl.agents.runner import ResumableRunner, output_lock, partial_path_for
+from vtg_rl.agents.common import (AgentConfig, Generator, NothingProcessedError, agent_runner,
+                                  completions_to_windows, finite_or_none, output_paths, split_labeled,
+                                  write_json_atomic)
+from vtg_rl.agents.runner import output_lock
 from vtg_rl.agents.verification import pixel_features, span_appearance_scores
 from vtg_rl.data.schema import VTGSample, atomic_write_text, iter_dicts, write_jsonl
 from vtg_rl.data.video import frames_overlapping
@@ -287,12 +288,8 @@ class BoundaryReflectionAgent:
 
     def _run(self, samples: list[VTGSample], out_path, progress: bool) -> dict:
         paths = output_paths(out_path, "flagged.jsonl", "summary.json")
-        unlabeled = [{"qid": s.qid, "video_path": s.video_path, "reason": "no annotated window to mask"}
-                     for s in samples if not s.windows]
-        labeled = [s for s in samples if s.windows]
-        runner = ResumableRunner(partial_path_for(out_path),
-                                 {"agent": "reflection", "model": self.model_name, **self.config.results_key()},
-                                 batch_size=self.config.batch_size, desc="reflection", progress=progress)
+        labeled, unlabeled = split_labeled(samples, "no annotated window to mask")
+        runner = agent_runner(out_path, "reflection", self.model_name, self.config, progress)
         report = runner.run(labeled, self.process_batch)
 
         kept, flagged_rows, done = [], [], []

@@ -46,8 +46,9 @@ def load_annotations(cfg: HeadTrainingConfig) -> tuple[list[VTGSample], list[VTG
         if not cfg.train_file or not cfg.eval_file:
             raise ValueError(f"--dataset {cfg.dataset} needs --train_file and --eval_file")
         feature_only = bool(cfg.video_feature_dirs)
-        train, _ = load_samples(cfg.train_file, cfg.dataset, check_videos=not feature_only)
-        evals, _ = load_samples(cfg.eval_file, cfg.dataset, check_videos=not feature_only)
+        kw = dict(check_videos=not feature_only, policy=cfg.data_policy)
+        train, _ = load_samples(cfg.train_file, cfg.dataset, **kw)
+        evals, _ = load_samples(cfg.eval_file, cfg.dataset, **kw)
     if cfg.max_eval_samples is not None:
         evals = evals[: cfg.max_eval_samples]
     return train, evals

@@ -26,7 +26,10 @@ class HeadTrainingConfig(TrainingArguments):
 
     output_dir: str = field(default="runs/girl_detr")
     dataset: str = field(default="synthetic", metadata={
-        "help": "'synthetic' (generated if missing) or a loader format (qvhighlights, charades-jsonl, tacos, unified)"})
+        "help": "'synthetic' (generated if missing) or a loader format of vtg_rl.data.loaders (qvhighlights, "
+                "charades-jsonl, tacos, activitynet, ego4d-nlq, tvsum, youtube_highlight, unified)"})
+    data_policy: str = field(default="strict", metadata={
+        "help": "bad annotation rows: 'strict' (refuse, listing them by file:line) or 'drop' (skip and count)"})
     train_file: Optional[str] = field(default=None, metadata={"help": "training annotations (real datasets)"})
     eval_file: Optional[str] = field(default=None, metadata={"help": "held-out annotations (real datasets)"})
     eval_split: str = field(default="test", metadata={"help": "synthetic split(s) scored at the end, '+'-joined"})

@@ -85,6 +85,7 @@ def load_r2_annotations(cfg: R2TuningConfig):
         if not cfg.train_file or not cfg.eval_file:
             raise ValueError(f"--dataset {cfg.dataset} needs --train_file and --eval_file")
         kw = {"clip_length": cfg.label_clip_length} if cfg.label_clip_length is not None else {}
+        kw["policy"] = cfg.data_policy
         train, _ = load_samples(cfg.train_file, cfg.dataset, video_dir=cfg.video_dir, **kw)
         evals, _ = load_samples(cfg.eval_file, cfg.dataset, video_dir=cfg.video_dir, **kw)
     train, evals = filter_domains(train, cfg.domain), filter_domains(evals, cfg.domain)
