@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 from vtg_rl.data.schema import VTGSample
-from vtg_rl.data.validate import MISSING_FIELD, PARSE_ERROR, Location, Problem
+from vtg_rl.data.validate import MISSING_FIELD, PARSE_ERROR, UNKNOWN_DURATION, Location, Problem
 
 PathLike = Union[str, os.PathLike]
 #: a durations source: a mapping vid -> seconds, one file, or several files (e.g. Charades train + test csv)
@@ -269,3 +269,15 @@ def _duration_value(v: Any, path: Path, lineno: Optional[int], vid: Optional[str
     if not math.isfinite(x):
         raise ValueError(f"{where}: duration {v!r} is not finite")
     return x
+
+
+def row_duration(rec: dict, vid: str, durations) -> float:
+    """A row's duration: its own ``duration``, else the durations file's entry for its video; a row with
+    neither is a ``missing_field`` (or ``unknown_duration`` when a durations file was given)."""
+    if rec.get("duration") is not None:
+        return as_number(rec["duration"], "duration")
+    if durations is not None:
+        if vid not in durations:
+            raise RowError(UNKNOWN_DURATION, f"no duration in the row and video {vid!r} is not in the durations file")
+        return durations[vid]
+    return as_number(get(rec, "duration"), "duration")  # raises missing_field

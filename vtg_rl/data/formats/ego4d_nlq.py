@@ -30,7 +30,6 @@ path, ``file:$.videos[0].clips[1].annotations[0].language_queries[2]``.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from vtg_rl.data.formats.common import (ParsedRows, PathLike, RowError, as_number, as_text, check_file, get)
 from vtg_rl.data.schema import VTGSample

@@ -29,10 +29,10 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from vtg_rl.data.formats.common import (DurationsSpec, ParsedRows, PathLike, RowError, as_number, as_text,
-                                        check_file, get, load_durations, parse_json_objects)
+from vtg_rl.data.formats.common import (DurationsSpec, ParsedRows, PathLike, RowError, as_text, check_file, get,
+                                        load_durations, parse_json_objects, row_duration)
 from vtg_rl.data.schema import TASK_HIGHLIGHT, TASK_SUMMARIZATION, VTGSample
-from vtg_rl.data.validate import BAD_CLIP_LABELS, PARSE_ERROR, UNKNOWN_DURATION
+from vtg_rl.data.validate import BAD_CLIP_LABELS, PARSE_ERROR
 
 #: seconds per labelled clip of the lighthouse TVSum release (its features are 2 s clips)
 TVSUM_CLIP_LENGTH = 2.0
@@ -75,14 +75,7 @@ def _parse(path, dataset: str, task: str, clip_length: float, durations: Duratio
 
 def _record_to_sample(rec: dict, qid: str, dataset: str, task: str, clip_length: float, durations) -> VTGSample:
     vid = as_text(get(rec, "vid"), "vid")
-    if rec.get("duration") is not None:
-        duration = as_number(rec["duration"], "duration")
-    elif durations is not None:
-        if vid not in durations:
-            raise RowError(UNKNOWN_DURATION, f"no duration in the row and video {vid!r} is not in the durations file")
-        duration = durations[vid]
-    else:
-        duration = as_number(get(rec, "duration"), "duration")  # raises missing_field
+    duration = row_duration(rec, vid, durations)
     query = get(rec, "query")
     if not isinstance(query, str):
         raise RowError(PARSE_ERROR, f"query must be a string, got {query!r}")

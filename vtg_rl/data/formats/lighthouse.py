@@ -14,10 +14,10 @@ each relevant clip. The QVHighlights test release (``highlight_test_release.json
 
 from __future__ import annotations
 
-from vtg_rl.data.formats.common import (DurationsSpec, ParsedRows, PathLike, RowError, as_number, as_text,
-                                        as_windows, check_file, get, load_durations, parse_json_objects)
+from vtg_rl.data.formats.common import (DurationsSpec, ParsedRows, PathLike, RowError, as_text, as_windows,
+                                        check_file, get, load_durations, parse_json_objects, row_duration)
 from vtg_rl.data.schema import VTGSample
-from vtg_rl.data.validate import BAD_SALIENCY, PARSE_ERROR, UNKNOWN_DURATION
+from vtg_rl.data.validate import BAD_SALIENCY, PARSE_ERROR
 
 _LABEL_KEYS = ("relevant_windows", "relevant_clip_ids", "saliency_scores")
 
@@ -33,14 +33,7 @@ def parse(path: PathLike, *, dataset: str, allow_unlabeled: bool, durations: Dur
 
 def record_to_sample(rec: dict, qid: str, dataset: str, durations, allow_unlabeled: bool) -> VTGSample:
     vid = as_text(get(rec, "vid"), "vid")
-    if rec.get("duration") is not None:
-        duration = as_number(rec["duration"], "duration")
-    elif durations is not None and vid in durations:
-        duration = durations[vid]
-    elif durations is not None:
-        raise RowError(UNKNOWN_DURATION, f"no duration in the row and video {vid!r} is not in the durations file")
-    else:
-        duration = as_number(get(rec, "duration"), "duration")  # raises missing_field
+    duration = row_duration(rec, vid, durations)
     query = get(rec, "query")
     if not isinstance(query, str):
         raise RowError(PARSE_ERROR, f"query must be a string, got {query!r}")

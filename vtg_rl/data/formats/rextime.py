@@ -23,10 +23,10 @@ release) are unlabeled (``meta["unlabeled"] = True``). A missing duration may co
 
 from __future__ import annotations
 
-from vtg_rl.data.formats.common import (DurationsSpec, ParsedRows, PathLike, RowError, as_number, as_text,
-                                        as_windows, check_file, get, load_durations, parse_json_objects)
+from vtg_rl.data.formats.common import (DurationsSpec, ParsedRows, PathLike, RowError, as_text, as_windows,
+                                        check_file, get, load_durations, parse_json_objects, row_duration)
 from vtg_rl.data.schema import VTGSample
-from vtg_rl.data.validate import BAD_ANSWER, PARSE_ERROR, UNKNOWN_DURATION
+from vtg_rl.data.validate import BAD_ANSWER, PARSE_ERROR
 
 
 def parse(path: PathLike, *, durations: DurationsSpec = None, **_) -> ParsedRows:
@@ -39,14 +39,7 @@ def parse(path: PathLike, *, durations: DurationsSpec = None, **_) -> ParsedRows
 
 def _record_to_sample(rec: dict, qid: str, durations) -> VTGSample:
     vid = as_text(get(rec, "vid"), "vid")
-    if rec.get("duration") is not None:
-        duration = as_number(rec["duration"], "duration")
-    elif durations is not None:
-        if vid not in durations:
-            raise RowError(UNKNOWN_DURATION, f"no duration in the row and video {vid!r} is not in the durations file")
-        duration = durations[vid]
-    else:
-        duration = as_number(get(rec, "duration"), "duration")  # raises missing_field
+    duration = row_duration(rec, vid, durations)
     query = get(rec, "question", "query")
     if not isinstance(query, str):
         raise RowError(PARSE_ERROR, f"question must be a string, got {query!r}")
