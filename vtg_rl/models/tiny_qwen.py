@@ -21,17 +21,18 @@ BUILD_VERSION = 2  # bump when the tokenizer corpus or the build changes: stale 
 
 
 @dataclass
-class TinyQwenSpec:
-    """Sizes of the tiny model and its processor; every field can be overridden by name."""
+class TinySizes:
+    """The text and vision sizes every tiny video LLM shares (the family specs add their own fields)."""
 
-    vocab_size: int = 480
+    vocab_size: int = 480  # trained BPE incl. Qwen's specials; a family's own tokens are added on top
     hidden_size: int = 128
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     intermediate_size: int = 512
     rope_theta: float = 1_000_000.0
-    # temporal/height/width split of the rotary frequencies; None -> Qwen's 1/4, 3/8, 3/8 of head_dim/2
+    # temporal/height/width split of the rotary frequencies (sums to rotary dim / 2); None -> Qwen's 1/4, 3/8,
+    # 3/8 of head_dim/2
     mrope_section: Optional[list[int]] = None
     max_position_embeddings: int = 4096
     vision_hidden_size: int = 64
@@ -41,6 +42,15 @@ class TinyQwenSpec:
     patch_size: int = 14
     spatial_merge_size: int = 2
     temporal_patch_size: int = 2
+
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+
+@dataclass
+class TinyQwenSpec(TinySizes):
+    """Sizes of the tiny Qwen2.5-VL and its processor; every field can be overridden by name."""
+
     # Qwen2.5-VL's value: one temporal mRoPE position per half second, so time is readable from positions
     tokens_per_second: int = 2
     window_size: int = 112
@@ -52,9 +62,6 @@ class TinyQwenSpec:
     min_frames: int = 4
     max_frames: int = 64
     extra: dict = field(default_factory=dict)
-
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
 
     def resolved_mrope_section(self) -> list[int]:
         if self.mrope_section is not None:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Optional
 
 import torch
 
-from vtg_rl.models.tiny_qwen import BUILD_MARKER, _is_built
+from vtg_rl.models.tiny_qwen import BUILD_MARKER, TinySizes, _is_built
 
 FAMILIES_BUILD_VERSION = 1  # bump when a family's build changes: stale folders are rebuilt
 TINY_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "llava_onevision")
@@ -19,26 +18,9 @@ TINY_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "llava_onevisi
 
 
 @dataclass
-class TinyFamilySpec:
+class TinyFamilySpec(TinySizes):
     """Sizes of a tiny model of any family; :data:`FAMILY_DEFAULTS` fills in what differs per family."""
 
-    vocab_size: int = 480  # trained BPE incl. Qwen's specials; family tokens are added on top
-    hidden_size: int = 128
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    intermediate_size: int = 512
-    rope_theta: float = 1_000_000.0
-    # temporal/height/width split of the rotary frequencies (sums to rotary dim / 2)
-    mrope_section: Optional[list[int]] = None
-    max_position_embeddings: int = 4096
-    vision_hidden_size: int = 64
-    vision_depth: int = 2
-    vision_num_heads: int = 4
-    vision_intermediate_size: int = 128
-    patch_size: int = 14
-    spatial_merge_size: int = 2
-    temporal_patch_size: int = 2
     # per-frame pixel bounds of the video processor: 56x56 frames keep (Qwen2: factor 28) or nearly keep
     # (Qwen3: factor 32 -> 64x64) their size, larger frames shrink to at most max_frame_pixels
     min_frame_pixels: int = 56 * 56
@@ -59,9 +41,6 @@ class TinyFamilySpec:
     chat_template: str = "qwen2_5_vl"  # a TRL template name; "llava_onevision" is the project's own
     frame_size: int = 56  # LLaVA-OneVision: every frame is resized to frame_size x frame_size
     extra: dict = field(default_factory=dict)  # extra text-config fields
-
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
 
     def rotary_half(self) -> int:
         return int(self.head_dim() * self.partial_rotary_factor) // 2
