@@ -118,10 +118,13 @@ class VideoLLMAdapter:
 
     def token_type_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         """0 text, 1 image, 2 video for every token, derived from the ids (covers completions and any padding)."""
+        # every log-prob forward asks: look the vision token ids up once per adapter, not per call
+        if getattr(self, "_typed_ids", None) is None:
+            self._typed_ids = [(v, torch.tensor(ids)) for v, ids in ((1, self.image_token_ids()),
+                                                                     (2, self.video_token_ids())) if ids]
         out = torch.zeros_like(input_ids)
-        for value, ids in ((1, self.image_token_ids()), (2, self.video_token_ids())):
-            if ids:
-                out[torch.isin(input_ids, torch.tensor(ids, device=input_ids.device))] = value
+        for value, ids in self._typed_ids:
+            out[torch.isin(input_ids, ids.to(input_ids.device))] = value
         return out
 
     # ------------------------------------------------------------------ prompts and inputs
