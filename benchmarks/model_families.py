@@ -3,6 +3,11 @@
     OMP_NUM_THREADS=1 python benchmarks/model_families.py        # full measurement (all five families)
     python benchmarks/model_families.py --families qwen3_vl,qwen3_5 --steps 300
     python benchmarks/model_families.py --quick                   # plumbing only: 2 families, a few steps
+    python benchmarks/model_families.py --merge a.json b.json     # one result from runs split across processes
+
+Families are independent, so on a machine with idle cores the run can be split: one process per group of
+families (``--families ... --out part.json``), each with one thread, then ``--merge`` joins the parts into the
+result file, refusing parts measured with different budgets, worlds or baselines.
 
 Each family's tiny random checkpoint (``vtg_rl.models.tiny_families.build_tiny``, seed 0) is trained from
 scratch with the same budget: the same world (runs/bench/world, as benchmarks/sft_synthetic.py: 4,000 samples,
@@ -101,6 +106,8 @@ def parse_args(argv=None):
     p.add_argument("--grpo-generations", type=int, default=None, help="completions per prompt (4)")
     p.add_argument("--grpo-max-completion", type=int, default=None, help="completion tokens at most (64)")
     p.add_argument("--quick", action="store_true", help="smoke: 2 families, 4 steps, 8 eval samples, tiny world")
+    p.add_argument("--merge", nargs="+", default=None, metavar="PART",
+                   help="join result files of the same budget (each from a --families subset) into --out")
     p.add_argument("--out", default=None, help="result JSON (default benchmarks/results/model_families.json, "
                                                 "model_families_quick.json with --quick)")
     args = p.parse_args(argv)
@@ -359,8 +366,57 @@ def print_table(result: dict) -> None:
               f"({result['fastest_learner']['time_representation']})")
 
 
+#: what must be equal for two partial runs to form one measurement
+SAME_IN_EVERY_PART = ("quick", "budget", "world", "baselines", "better_baseline_miou", "margin")
+
+
+def merge_parts(parts: list[dict], names: list[str]) -> dict:
+    """One result from runs of the same budget over disjoint family subsets (``--merge``).
+
+    Families come out in the library's order; ``wall_s`` is the longest part's (they ran side by side), and
+    ``parts`` keeps each part's command, wall time and load so the side-by-side run stays visible."""
+    if not parts:
+        raise ValueError("--merge needs at least one result file")
+    first = parts[0]
+    for part, name in zip(parts[1:], names[1:]):
+        for key in SAME_IN_EVERY_PART:
+            if part.get(key) != first.get(key):
+                raise ValueError(f"{name}: {key!r} differs from {names[0]}'s ({part.get(key)!r} vs "
+                                 f"{first.get(key)!r}); only runs of the same measurement can be merged")
+    rows, seen = [], {}
+    for part, name in zip(parts, names):
+        for row in part["families"]:
+            if row["family"] in seen:
+                raise ValueError(f"{name}: family {row['family']!r} is also in {seen[row['family']]}")
+            seen[row["family"]] = name
+            rows.append(row)
+    order = {f: i for i, f in enumerate(TINY_FAMILIES)}
+    rows.sort(key=lambda r: order.get(r["family"], len(order)))
+    merged = {k: v for k, v in first.items() if k not in ("families", "parts")}
+    merged.update(
+        families=rows, fastest_learner=fastest(rows),
+        date=min(p["date"] for p in parts),
+        wall_s=max(p["wall_s"] for p in parts),
+        peak_rss_mb=max(p.get("peak_rss_mb", 0) for p in parts),
+        loadavg_1_5_15_before=first["loadavg_1_5_15_before"],
+        loadavg_1_5_15_after=parts[-1]["loadavg_1_5_15_after"],
+        parts=[{"file": name, "command": p["command"], "families": [r["family"] for r in p["families"]],
+                "wall_s": p["wall_s"], "loadavg_1_5_15_before": p["loadavg_1_5_15_before"],
+                "loadavg_1_5_15_after": p["loadavg_1_5_15_after"]} for p, name in zip(parts, names)],
+    )
+    merged["command"] = " ; ".join(p["command"] for p in parts)
+    return merged
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.merge:
+        result = merge_parts([json.loads(Path(f).read_text()) for f in args.merge], list(args.merge))
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+        print_table(result)
+        print(f"\nmerged {len(args.merge)} parts; wrote {args.out}")
+        return result
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     t_world = time.time()

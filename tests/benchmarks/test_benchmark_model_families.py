@@ -60,3 +60,45 @@ def test_quick_run_writes_every_key(tmp_path):
     assert rows["qwen3_5"]["shared_prefix_step_ratio"] is None
     assert "linear-attention" in rows["qwen3_5"]["grpo"]["refused"]
     assert result["fastest_learner"]["family"] in rows
+
+
+AREAS = {"qwen2_vl": 0.3, "qwen2_5_vl": 0.2, "qwen3_5": 0.1, "llava_onevision": 0.15}
+
+
+def _part(families, wall, **overrides):
+    rows = [{"family": f, "time_representation": "t", "miou": 0.4, "r1_05": 0.3, "r1_07": 0.1, "format_rate": 1.0,
+             "better_baseline_miou": 0.33, "learns_grounding": False, "sft_s_per_step": 1.0, "tokens_per_sample": 200.0,
+             "shared_prefix_step_ratio": None, "learning_curve": [{"step": 3, "miou": 0.4}],
+             "curve_area": AREAS[f]} for f in families]
+    return {"command": f"benchmarks/model_families.py --families {','.join(families)}", "date": "2026-01-01T00:00:00",
+            "quick": False, "budget": {"steps": 1050}, "world": {"dir": "w"}, "baselines": {"b": 0.33},
+            "better_baseline_miou": 0.33, "margin": 0.1, "families": rows, "wall_s": wall,
+            "loadavg_1_5_15_before": [1, 1, 1], "loadavg_1_5_15_after": [2, 2, 2], **overrides}
+
+
+def _merge(tmp_path, *parts):
+    files = []
+    for i, part in enumerate(parts):
+        files.append(tmp_path / f"part{i}.json")
+        files[-1].write_text(json.dumps(part))
+    out = tmp_path / "merged.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/model_families.py"), "--merge", *map(str, files),
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return proc, out
+
+
+def test_merge_joins_parts_of_one_measurement_in_library_order(tmp_path):
+    proc, out = _merge(tmp_path, _part(["qwen3_5", "qwen2_vl"], 900.0), _part(["llava_onevision", "qwen2_5_vl"], 1200.0))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert [f["family"] for f in result["families"]] == ["qwen2_vl", "qwen2_5_vl", "qwen3_5", "llava_onevision"]
+    assert result["wall_s"] == 1200.0  # the parts ran side by side: the longest one
+    assert [p["families"] for p in result["parts"]] == [["qwen3_5", "qwen2_vl"], ["llava_onevision", "qwen2_5_vl"]]
+    assert result["fastest_learner"]["family"] == "qwen2_vl"  # the largest curve area of the four
+
+
+def test_merge_refuses_parts_of_different_budgets_or_repeated_families(tmp_path):
+    proc, _ = _merge(tmp_path, _part(["qwen3_5"], 1.0), _part(["qwen2_vl"], 1.0, budget={"steps": 105}))
+    assert proc.returncode != 0 and "'budget' differs" in proc.stderr and "part1.json" in proc.stderr
+    proc, _ = _merge(tmp_path, _part(["qwen3_5"], 1.0), _part(["qwen3_5"], 1.0))
+    assert proc.returncode != 0 and "'qwen3_5' is also in" in proc.stderr
