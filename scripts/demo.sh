@@ -11,17 +11,16 @@ set -euo pipefail
 PY=.venv/bin/python
 # DEMO_SCALE=smoke: the same stages at toy sizes (minutes) into runs/demo_smoke, to check the wiring
 if [ "${DEMO_SCALE:-full}" = smoke ]; then
-  OUT=runs/demo_smoke N=80 SFT_STEPS=20 EVAL=12 AGENT_SAMPLES=16 K=2 GRPO_STEPS=4 GRPO_BATCH=8 G=4 \
+  OUT=runs/demo_smoke N=80 SPLITS=0.8,0.05,0.15 SFT_STEPS=20 EVAL=12 AGENT_SAMPLES=16 K=2 GRPO_STEPS=4 GRPO_BATCH=8 G=4 \
     DETR_STEPS=60 TPRL_STEPS=20
 else
   # SFT gets most of the time: it is what lifts the model off the baselines (benchmarks/sft_synthetic.py:
-  # 0.482 mIoU after 1,000 steps of these settings; the 400 steps the demo used to run left it at 0.21).
-  # GRPO: the benchmark's 4 prompts x 8 rollouts (+0.058 in 60 steps there); 40 steps lifted the demo's
-  # SFT model by +0.035 +- 0.019, within noise, and a step costs ~2.5 s, so 100. The agents see what
-  # GRPO will use (100 steps x 4 prompts = 400 samples). EVAL = the whole test split (240 queries).
-  # docs/demo.md has the measured times.
-  OUT=runs/demo N=1600 SFT_STEPS=1000 EVAL=240 AGENT_SAMPLES=400 K=4 GRPO_STEPS=100 GRPO_BATCH=32 G=8 \
-    DETR_STEPS=1000 TPRL_STEPS=300
+  # 0.482 mIoU after 1,000 steps of these settings; 400 steps left it at 0.21). GRPO: the benchmark's
+  # 4 prompts x 8 rollouts, 100 steps (~2.5 s a step); the agents see what GRPO will use (100 x 4 = 400
+  # samples). The test split is 20% of 2,000 videos, 400 queries, all scored (EVAL): a GRPO gain of a few
+  # hundredths is ~2 standard errors at that size, and within noise at 240. docs/demo.md has the times.
+  OUT=runs/demo N=2000 SPLITS=0.75,0.05,0.2 SFT_STEPS=1000 EVAL=400 AGENT_SAMPLES=400 K=4 GRPO_STEPS=100 \
+    GRPO_BATCH=32 G=8 DETR_STEPS=800 TPRL_STEPS=300
 fi
 WORLD=$OUT/world
 MODELS=$OUT/models
@@ -43,7 +42,7 @@ stage() { close_stage; CUR="$1"; CUR_T0=$(date +%s); CUR_STATE=ran; echo; echo "
 done_if() { if [ -e "$1" ]; then echo "reusing $1"; CUR_STATE=reused; return 0; fi; return 1; }
 
 stage world "1/10 synthetic world ($N videos, 10% partially annotated) -> $WORLD"
-$PY -m vtg_rl.cli synth --out "$WORLD" --n $N --seed 0 --partial-rate 0.1 --splits 0.8,0.05,0.15
+$PY -m vtg_rl.cli synth --out "$WORLD" --n $N --seed 0 --partial-rate 0.1 --splits $SPLITS
 
 stage models "2/10 tiny local models (Qwen2.5-VL + CLIP, built and reloaded via from_pretrained) -> $MODELS"
 $PY -m vtg_rl.cli models build-tiny --out "$MODELS" --kind all
@@ -75,22 +74,7 @@ done_if "$OUT/grpo/checkpoint-final/config.json" || \
 # The DETR branch needs queries its supervised stage never saw for post-training (benchmarks/tprl_synthetic.py:
 # on the supervised stage's own queries TPRL has little to learn): the train split's videos are halved.
 stage head_split "7/10 train split halved by video: supervised head / RL split -> $WORLD/train_{sup,rl}.jsonl"
-done_if "$WORLD/train_rl.jsonl" || $PY - "$WORLD" <<'PYEOF'
-import sys
-from pathlib import Path
-world = Path(sys.argv[1])
-lines = [l for l in (world / "train.jsonl").read_text().splitlines() if l.strip()]
-import json
-vids = sorted({json.loads(l)["vid"] for l in lines})
-rl_vids = set(vids[1::2])
-parts = {"sup": [l for l in lines if json.loads(l)["vid"] not in rl_vids],
-         "rl": [l for l in lines if json.loads(l)["vid"] in rl_vids]}
-for name, rows in parts.items():
-    tmp = world / f"train_{name}.jsonl.tmp"
-    tmp.write_text("".join(r + "\n" for r in rows))
-    tmp.replace(world / f"train_{name}.jsonl")
-    print(f"train_{name}.jsonl: {len(rows)} queries")
-PYEOF
+done_if "$WORLD/train_rl.jsonl" || $PY -m vtg_rl.cli data split "$WORLD/train.jsonl" --names sup,rl
 
 HEAD_DATA=(--dataset unified --eval_file "$WORLD/test.jsonl" --clip_model "$MODELS/clip" --feature_root "$OUT/features")
 stage girl_detr "8/10 GIRL-DETR, supervised ($DETR_STEPS steps) on train_sup -> $OUT/girl_detr"
@@ -108,33 +92,9 @@ done_if "$OUT/tprl/final" || \
 # the same RL split, TPRL's optimiser settings and step count. Is it the RL, or just more data for the head?
 stage control "10/10 control arm: supervised loss, same head parameters and RL split -> $OUT/head_control"
 done_if "$OUT/head_control/final" || \
-  $PY - "$OUT/girl_detr/final" "$OUT/head_control" $TPRL_STEPS "${HEAD_DATA[@]}" --train_file "$WORLD/train_rl.jsonl" <<'PYEOF'
-import logging
-import sys
-
-from trl import TrlParser
-
-from vtg_rl.heads.girl_detr.model import GirlDetr
-from vtg_rl.heads.girl_detr.trainer import GirlDetrTrainingConfig
-from vtg_rl.heads.recipe import build_datasets
-from vtg_rl.heads.tprl.recipe import run_head_finetune
-from vtg_rl.heads.tprl.trainer import TPRLTrainingConfig
-
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-supervised, out, steps, data = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-base = ["--output_dir", out, "--eval_strategy", "no", "--save_steps", steps] + data
-(rl,) = TrlParser((TPRLTrainingConfig,)).parse_args_and_config(
-    args=["--config", "recipes/configs/tprl_synthetic.yaml", "--max_steps", steps] + base)
-same = []
-for k in ("max_steps", "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_steps", "max_grad_norm",
-          "per_device_train_batch_size", "seed"):
-    v = getattr(rl, k)
-    same += [f"--{k}", str(getattr(v, "value", v))]
-(cfg,) = TrlParser((GirlDetrTrainingConfig,)).parse_args_and_config(
-    args=["--config", "recipes/configs/girl_detr_synthetic.yaml"] + base + same)
-metrics = run_head_finetune(cfg, build_datasets(cfg), GirlDetr.load(supervised), backbone_dropout=rl.tprl_backbone_dropout)
-print({"before": metrics.get("eval_before"), "after": metrics.get("eval")})
-PYEOF
+  $PY recipes/tprl.py --control_arm "${HEAD_DATA[@]}" --train_file "$WORLD/train_rl.jsonl" \
+    --supervised_checkpoint "$OUT/girl_detr/final" --output_dir "$OUT/head_control" --max_steps $TPRL_STEPS \
+    --eval_strategy no --save_steps $TPRL_STEPS
 
 stage report "report + index.html"
 $PY -m vtg_rl.report "$OUT"

@@ -14,6 +14,7 @@ import sys
 COMMANDS = [
     (("synth",), "vtg_rl.data.synthetic_cli", "generate the synthetic VTG world (mp4 + jsonl)"),
     (("data", "check"), "vtg_rl.data.check", "validate a dataset file in one of the supported formats"),
+    (("data", "split"), "vtg_rl.data.split", "split a dataset jsonl into parts by video (no video in two parts)"),
     (("eval",), "vtg_rl.eval_cli", "score a QVHighlights-style submission against ground truth"),
     (("models", "build-tiny"), "vtg_rl.models.cli", "build and save the tiny local Qwen2.5-VL / CLIP"),
     (("features",), "vtg_rl.heads.features_cli", "extract frozen-CLIP features for the DETR / R2 heads"),

@@ -113,6 +113,31 @@ def test_head_only_supervised_control_keeps_the_backbone_bit_identical(tmp_path)
     assert any(not torch.equal(a, b) for a, b in zip(head_before, model.head_parameters()))
 
 
+def test_control_arm_config_takes_tprls_data_and_optimiser_and_the_supervised_losses(tmp_path):
+    """recipes/tprl.py --control_arm trains what TPRL trains, on the same data, with the same optimiser:
+    only the loss differs (the GIRL-DETR recipe's supervised losses)."""
+    from trl import TrlParser
+
+    from vtg_rl.heads.girl_detr.trainer import GirlDetrTrainingConfig
+    from vtg_rl.heads.tprl.recipe import control_arm_config
+    from vtg_rl.heads.tprl.trainer import TPRLTrainingConfig
+
+    (rl,) = TrlParser((TPRLTrainingConfig,)).parse_args_and_config(args=[
+        "--config", "recipes/configs/tprl_synthetic.yaml", "--control_arm", "--output_dir", str(tmp_path / "c"),
+        "--max_steps", "37", "--learning_rate", "3e-4", "--seed", "5", "--train_file", "rl.jsonl",
+        "--eval_file", "test.jsonl", "--dataset", "unified", "--feature_root", str(tmp_path / "f")])
+    assert rl.control_arm
+    cfg = control_arm_config(rl)
+    assert isinstance(cfg, GirlDetrTrainingConfig)
+    for name in ("output_dir", "max_steps", "learning_rate", "seed", "train_file", "eval_file", "dataset",
+                 "feature_root", "warmup_steps", "weight_decay", "max_grad_norm", "per_device_train_batch_size",
+                 "lr_scheduler_type", "clip_model", "eval_protocol"):
+        assert getattr(cfg, name) == getattr(rl, name), name
+    defaults = GirlDetrTrainingConfig(output_dir="x")
+    for name in ("loss_span_l1", "loss_label", "loss_saliency", "cost_class", "loss_aux"):
+        assert getattr(cfg, name) == getattr(defaults, name), name
+
+
 class ToyHead(nn.Module):
     """A non-DETR head that follows the protocol: fixed candidate spans, a frozen 'backbone' and a
     linear scorer. Only REINFORCE can improve it (the spans never move)."""

@@ -7,6 +7,7 @@ the scores before and after.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 
@@ -67,6 +68,24 @@ def run_tprl(cfg: TPRLTrainingConfig, datasets: Optional[tuple] = None, model: O
 
     return _post_train(cfg, datasets, model, make_trainer,
                        {"stage": "tprl", "supervised_checkpoint": cfg.supervised_checkpoint}, cfg.max_trainable_fraction)
+
+
+def control_arm_config(cfg: TPRLTrainingConfig) -> GirlDetrTrainingConfig:
+    """The supervised config of TPRL's control arm: every field the two configs share (data, evaluation,
+    optimiser, schedule, steps, seed, output folder) taken from ``cfg``, the supervised loss and matcher
+    weights at the GIRL-DETR recipe's defaults. The architecture fields are unused (the head is loaded)."""
+    shared = {f.name for f in fields(GirlDetrTrainingConfig) if f.init}
+    return GirlDetrTrainingConfig(**{k: v for k, v in cfg.to_dict().items() if k in shared})
+
+
+def run_control_arm(cfg: TPRLTrainingConfig, datasets: Optional[tuple] = None,
+                    model: Optional[GirlDetr] = None) -> dict:
+    """``recipes/tprl.py --control_arm``: :func:`run_head_finetune` from ``cfg.supervised_checkpoint`` with
+    TPRL's data and optimiser settings (:func:`control_arm_config`), so its scores sit beside TPRL's."""
+    model = model if model is not None else _load_supervised(cfg.supervised_checkpoint)
+    metrics = run_head_finetune(control_arm_config(cfg), datasets or build_datasets(cfg), model,
+                                backbone_dropout=cfg.tprl_backbone_dropout)
+    return {**metrics, "supervised_checkpoint": cfg.supervised_checkpoint}
 
 
 def run_head_finetune(cfg: GirlDetrTrainingConfig, datasets: tuple, model: GirlDetr,

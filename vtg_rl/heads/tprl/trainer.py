@@ -48,6 +48,9 @@ class TPRLTrainingConfig(TPRLArguments, HeadTrainingConfig):
     output_dir: str = field(default="runs/tprl")
     supervised_checkpoint: str = field(default="runs/girl_detr/final", metadata={"help": "head to post-train"})
     max_trainable_fraction: float = field(default=0.05, metadata={"help": "refuse to train more of the model"})
+    control_arm: bool = field(default=False, metadata={
+        "help": "train TPRL's control instead of TPRL: the supervised loss on the same head parameters, with "
+                "the same data, optimiser settings and steps; tells RL apart from 'more data for the head'"})
 
     def tprl_config(self) -> TPRLConfig:
         return TPRLConfig(**{f.name: getattr(self, f"tprl_{f.name}") for f in fields(TPRLConfig)})
