@@ -15,14 +15,13 @@ if [ "${DEMO_SCALE:-full}" = smoke ]; then
     DETR_STEPS=60 TPRL_STEPS=20
 else
   # SFT gets most of the time: it is what lifts the model off the baselines (benchmarks/sft_synthetic.py:
-  # 0.48-0.51 mIoU after 1,000-1,050 steps of these settings; an earlier demo's 1,000 steps reached 0.53,
-  # 400 steps left it below the baselines). 800 steps keep a fresh clone, set-up included, under 30 min.
-  # GRPO: the benchmark's 4 prompts x 8 rollouts, 100 steps (~2.5 s a step); the agents see what GRPO will
-  # use (100 x 4 = 400 samples). The test split is 20% of 2,000 videos, 400 queries, all scored (EVAL): a
-  # GRPO gain of a few hundredths is ~2 standard errors at that size, and within noise at 240.
-  # docs/demo.md has the measured times.
-  OUT=runs/demo N=2000 SPLITS=0.75,0.05,0.2 SFT_STEPS=800 EVAL=400 AGENT_SAMPLES=400 K=4 GRPO_STEPS=100 \
-    GRPO_BATCH=32 G=8 DETR_STEPS=800 TPRL_STEPS=300
+  # 0.48-0.51 mIoU after 1,000-1,050 steps of these settings; 400 steps left it below the baselines).
+  # 800 steps keep a fresh clone, set-up included, under 30 min. GRPO: the benchmark's 4 prompts x 8
+  # rollouts, 100 steps (~2.5 s a step), over the 200 samples the agents reviewed (twice each). The test
+  # split is 20% of 2,000 videos, 400 queries, all scored (EVAL): a GRPO gain of a few hundredths is ~3
+  # standard errors at that size, and within noise at 240. docs/demo.md has the measured times.
+  OUT=runs/demo N=2000 SPLITS=0.75,0.05,0.2 SFT_STEPS=800 EVAL=400 AGENT_SAMPLES=200 K=4 GRPO_STEPS=100 \
+    GRPO_BATCH=32 G=8 DETR_STEPS=500 TPRL_STEPS=200
 fi
 WORLD=$OUT/world
 MODELS=$OUT/models
