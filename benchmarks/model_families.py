@@ -1,7 +1,8 @@
 """Every video-LLM family through the same cold-start SFT on the synthetic world: which ones learn to ground?
 
-    OMP_NUM_THREADS=1 python benchmarks/model_families.py        # full measurement (all five families)
-    python benchmarks/model_families.py --families qwen3_vl,qwen3_5 --steps 300
+    OMP_NUM_THREADS=1 python benchmarks/model_families.py        # full measurement (all five, hours on CPU)
+    python benchmarks/model_families.py --families qwen3_vl,qwen3_5
+    python benchmarks/model_families.py --steps 105 --batch-size 8  # a twentieth of the compute (~1 h)
     python benchmarks/model_families.py --quick                   # plumbing only: 2 families, a few steps
     python benchmarks/model_families.py --merge a.json b.json     # one result from runs split across processes
 
@@ -13,11 +14,10 @@ Each family's tiny random checkpoint (``vtg_rl.models.tiny_families.build_tiny``
 scratch with the same budget: the same world (runs/bench/world, as benchmarks/sft_synthetic.py: 4,000 samples,
 600 held out), the same steps, batch, learning-rate schedule and trace targets. The training settings are those
 of recipes/configs/sft_synthetic.yaml (lr 1e-3, warmup-stable-decay, bf16 autocast, easy-first pacing, 2 fps,
-<= 64 frames) except the size of the run: 105 steps of batch 8 instead of 1,050 of batch 16, with the warm-up and
-decay scaled to the same fractions of the run (100 and 400 of 1,050 steps). Five families in ~50 minutes on two
-shared cores leave about a twentieth of the recipe's compute per family; at that size a smaller batch buys more
-updates for the same samples. Expect little grounding at this budget: the recipe's own Qwen2.5-VL run sits below
-the answer-free baselines after 400 steps of batch 16 (README, ``make demo``) and reaches mIoU ~0.5 at 1,050.
+<= 64 frames), and by default its size too: 1,050 steps of batch 16, with which the recipe's Qwen2.5-VL reaches
+mIoU ~0.5. Smaller ``--steps`` scale the warm-up and decay to the same fractions of the run (100 and 400 of
+1,050 steps). At a twentieth of that compute (105 steps of batch 8) no family learns to ground: each settles on
+a near-constant span.
 
 Per family it reports:
 
@@ -76,8 +76,8 @@ from vtg_rl.models.tiny_qwen import load_qwen_vl  # noqa: E402
 
 RECIPE = ROOT / "recipes/configs/sft_synthetic.yaml"
 RECIPE_STEPS, RECIPE_WARMUP, RECIPE_DECAY = 1050, 100, 400  # the recipe's schedule, scaled to --steps
-DEFAULT_STEPS = 105
-DEFAULT_BATCH = 8  # half the recipe's 16: twice the updates for the same compute (see the docstring)
+DEFAULT_STEPS = RECIPE_STEPS
+DEFAULT_BATCH = 16  # the recipe's
 MARGIN = 0.10  # learns_grounding: mIoU at least this far above the better answer-free baseline
 FULL = dict(families=list(TINY_FAMILIES), steps=DEFAULT_STEPS, n_eval=MIN_EVAL_SAMPLES, n_curve=64,
             batch_size=DEFAULT_BATCH, world_n=DEFAULT_WORLD_N, grpo_reps=2, grpo_prompts=2, grpo_generations=4,
@@ -92,7 +92,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--families", default=None, help="comma-separated (default: all five; --quick: two)")
     p.add_argument("--steps", type=int, default=None, help=f"SFT steps, the same for every family ({DEFAULT_STEPS})")
-    p.add_argument("--batch-size", type=int, default=None, help=f"per-step batch ({DEFAULT_BATCH}; the recipe's is 16)")
+    p.add_argument("--batch-size", type=int, default=None, help=f"per-step batch ({DEFAULT_BATCH}, the recipe's)")
     p.add_argument("--n-eval", type=int, default=None, help=f"held-out samples of the final eval ({MIN_EVAL_SAMPLES})")
     p.add_argument("--n-curve", type=int, default=None, help="held-out samples of the 1/3 and 2/3 evals (64)")
     p.add_argument("--eval-batch-size", type=int, default=None, help="generation batch (default: the recipe's)")
