@@ -134,6 +134,16 @@ def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, "str | NotUtf8Err
             yield lineno, (NotUtf8Error(path, lineno, problem) if problem else raw.decode("utf-8"))
 
 
+def iter_rows(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of each non-blank line of a strict text file: a line that is not UTF-8
+    raises :class:`NotUtf8Error` (naming ``file:line``) instead of costing only its row."""
+    for lineno, line in iter_lines(path):
+        if isinstance(line, NotUtf8Error):
+            raise line
+        if line.strip():
+            yield lineno, line
+
+
 def resolve_video_path(base: Path, video_path: str) -> str:
     """``video_path`` made absolute against ``base`` with symlinks resolved; never raises (a symlink loop
     stays as it is and is reported by whoever opens it)."""
@@ -146,11 +156,7 @@ def read_jsonl(path: str | os.PathLike, resolve_paths: bool = True) -> list[VTGS
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such dataset file")
     samples = []
-    for lineno, line in iter_lines(path):
-        if isinstance(line, NotUtf8Error):
-            raise line
-        if not line.strip():
-            continue
+    for lineno, line in iter_rows(path):
         try:
             sample = VTGSample.from_dict(json.loads(line))
         except (ValueError, KeyError, TypeError) as err:

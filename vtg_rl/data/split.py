@@ -19,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-from vtg_rl.data.schema import NotUtf8Error, atomic_write_text, iter_lines
+from vtg_rl.data.schema import atomic_write_text, iter_rows
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -38,11 +38,7 @@ def split_by_video(path: str | Path, n_parts: int) -> list[list[str]]:
     if n_parts < 2:
         raise ValueError(f"a split needs at least 2 parts, got {n_parts}")
     rows: list[tuple[str, str]] = []
-    for lineno, line in iter_lines(path):
-        if isinstance(line, NotUtf8Error):
-            raise line
-        if not line.strip():
-            continue
+    for lineno, line in iter_rows(path):
         try:
             vid = json.loads(line)["vid"]
         except (ValueError, KeyError, TypeError) as err:
