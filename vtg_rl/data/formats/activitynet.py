@@ -30,10 +30,10 @@ import json
 from pathlib import Path
 
 from vtg_rl.data.formats import lighthouse
-from vtg_rl.data.formats.common import (DurationsSpec, ParsedRows, PathLike, RowError, as_number, as_windows,
-                                        check_file, load_durations)
+from vtg_rl.data.formats.common import (DurationsSpec, ParsedRows, PathLike, RowError, as_windows,
+                                        check_file, load_durations, row_duration)
 from vtg_rl.data.schema import VTGSample
-from vtg_rl.data.validate import MISSING_FIELD, PARSE_ERROR, UNKNOWN_DURATION, Location
+from vtg_rl.data.validate import MISSING_FIELD, PARSE_ERROR, Location
 
 LAYOUTS = ("jsonl", "captions")
 
@@ -90,7 +90,7 @@ def _parse_captions(path: Path, durations) -> ParsedRows:
             out.reject(problem, Location(str(path), json_path=vpath))
             continue
         try:
-            duration = _duration(entry, vid, durations)
+            duration = row_duration(entry, vid, durations)
         except RowError as err:
             for i in range(max(len(stamps), len(sentences))):  # every sentence of the video is a lost row
                 out.reject(err, Location(str(path), json_path=f"{vpath}.sentences[{i}]"), f"{vid}_{i}")
@@ -116,12 +116,3 @@ def _parse_captions(path: Path, durations) -> ParsedRows:
                               meta={"dataset": "activitynet", "layout": "captions", "sentence_index": i}), loc)
     return out
 
-
-def _duration(entry: dict, vid: str, durations) -> float:
-    if entry.get("duration") is not None:
-        return as_number(entry["duration"], "duration")
-    if durations is not None:
-        if vid not in durations:
-            raise RowError(UNKNOWN_DURATION, f"video {vid!r} has no duration and is not in the durations file")
-        return durations[vid]
-    raise RowError(MISSING_FIELD, f"video {vid!r}: missing field 'duration'")
